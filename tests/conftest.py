@@ -1,0 +1,38 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def make_image(h, w, seed=0):
+    """A smooth random colour image, float32 [h, w, 3] in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    planes = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * xx + rng.uniform(1, 3) * yy) + rng.uniform(0, 6))
+              for _ in range(3)]
+    return np.clip(np.stack(planes, -1) + rng.normal(0, 0.05, (h, w, 3)), 0, 1).astype(np.float32)
+
+
+def write_image(path, h=40, w=48, seed=0, mode="RGB"):
+    arr = (make_image(h, w, seed) * 255).astype(np.uint8)
+    img = Image.fromarray(arr, "RGB")
+    if mode != "RGB":
+        img = img.convert(mode)
+    img.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_extractor():
+    from nst_keras.models import build_extractor
+
+    return build_extractor("vgg16", "random", ["block2_conv1", "block1_conv1", "block3_conv1"], seed=1)
+
+
+@pytest.fixture
+def images(tmp_path):
+    return {"content": write_image(tmp_path / "content.png", 40, 48, 0),
+            "style": write_image(tmp_path / "style.png", 36, 36, 1)}

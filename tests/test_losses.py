@@ -1,0 +1,46 @@
+import numpy as np
+import tensorflow as tf
+
+from nst_keras.losses import content_layer_loss, gram_matrix, style_layer_loss, total_variation_loss
+
+
+def test_gram_matrix_by_hand():
+    f = np.arange(2 * 3 * 2, dtype=np.float32).reshape(1, 2, 3, 2)  # 6 positions, 2 channels
+    flat = f.reshape(6, 2)
+    expected = flat.T @ flat / 6.0
+    np.testing.assert_allclose(gram_matrix(tf.constant(f))[0].numpy(), expected, rtol=1e-6)
+
+
+def test_style_loss_normalised_by_own_channels():
+    g = tf.zeros((1, 4, 4))
+    a = tf.ones((1, 4, 4))
+    # sum((G - A)^2) / (4 N^2) = 16 / 64
+    np.testing.assert_allclose(style_layer_loss(g, a).numpy(), [0.25])
+    g8, a8 = tf.zeros((1, 8, 8)), tf.ones((1, 8, 8))
+    np.testing.assert_allclose(style_layer_loss(g8, a8).numpy(), [0.25])  # independent of N
+
+
+def test_gram_independent_of_image_size():
+    rng = np.random.default_rng(0)
+    tile = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
+    big = np.tile(tile, (1, 3, 3, 1))
+    np.testing.assert_allclose(gram_matrix(tf.constant(tile)).numpy(), gram_matrix(tf.constant(big)).numpy(), rtol=1e-5)
+
+
+def test_content_loss_by_hand():
+    f = tf.constant(np.full((1, 2, 2, 3), 2.0, np.float32))
+    p = tf.zeros((1, 2, 2, 3))
+    np.testing.assert_allclose(content_layer_loss(f, p).numpy(), [2.0])  # 0.5 * mean(4)
+
+
+def test_total_variation_by_hand():
+    img = np.zeros((1, 3, 3, 3), np.float32)
+    img[:, :, 2, :] = 1.0  # a vertical edge between columns 1 and 2
+    # over the 2x2 grid of differences: dx = 1 in column 1, dy = 0; mean over 2*2*3
+    l2 = total_variation_loss(tf.constant(img), "l2").numpy()
+    np.testing.assert_allclose(l2, [0.5], rtol=1e-6)
+    power = total_variation_loss(tf.constant(img), "power").numpy()
+    np.testing.assert_allclose(power, [0.5], rtol=1e-5)
+    img2 = img * 0.5
+    np.testing.assert_allclose(total_variation_loss(tf.constant(img2), "power").numpy(), [0.5 * 0.25 ** 1.25],
+                               rtol=1e-4)
