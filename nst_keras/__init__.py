@@ -1,2 +1,21 @@
 """nst_keras: optimisation-based neural style transfer for Keras 3 / TensorFlow 2."""
 __version__ = "0.1.0"
+
+# Public API, imported on first use so that `import nst_keras` (and the CLI's start-up) does not
+# load TensorFlow before it is needed.
+_EXPORTS = {
+    "GatysConfig": "config", "UserError": "errors",
+    "load_image": "image", "save_png": "image", "fit_long_side": "image", "resize_to": "image",
+    "build_extractor": "models", "FeatureExtractor": "models", "preprocess": "models", "deprocess": "models",
+    "gram_matrix": "losses",
+    "stylize": "gatys", "Evaluator": "gatys", "Progress": "gatys", "StylizeResult": "gatys",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'nst_keras' has no attribute {name!r}")

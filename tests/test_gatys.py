@@ -128,3 +128,10 @@ def test_bad_config_values():
 def test_image_too_small_for_deepest_layer(tiny_extractor):
     with pytest.raises(UserError, match="too small for layer block3_conv1"):
         gatys.stylize(make_image(32, 32), make_image(32, 32), tiny_config(size=6), extractor=tiny_extractor)
+
+
+def test_public_api_is_importable():
+    import nst_keras
+
+    for name in nst_keras.__all__:
+        assert getattr(nst_keras, name) is not None
