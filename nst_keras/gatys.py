@@ -6,12 +6,12 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from . import __version__
+from . import __version__, color
 from .config import GatysConfig
 from .errors import UserError
-from .image import center_crop, fit_long_side, resize_to, size_for_long_side
+from .image import center_crop, fit_long_side, load_image, resize_to, size_for_long_side
 from .losses import content_layer_loss, gram_matrix, style_layer_loss, total_variation_loss
-from .models import build_extractor, min_image_side
+from .models import build_extractor, map_layers, min_image_side
 
 TERMS = ("content", "style", "tv")
 # L-BFGS-B sees the loss scaled so that it starts at this value: its tolerances are then
@@ -238,13 +238,16 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
         raise UserError(f"{len(config.style_blend_weights)} style blend weights for {len(styles)} style "
                         "images; accepted: one weight per style image")
+    color_source = load_image(config.color_source, "color source image") if config.color_source else None
+    content, styles, finish_colors = color.prepare(content, styles, config, color_source)
     if extractor is None:
         extractor = build_extractor(config.model, config.weights,
                                     list(config.content_layers) + list(config.style_layers),
                                     seed=config.seed, notify=notify)
-    config = config.replace(content_layers=tuple(extractor.layers[:len(set(config.content_layers))]),
-                            style_layers=tuple(extractor.layers[len(set(config.content_layers)):]) or
-                            config.style_layers) if extractor.model_name != config.model else config
+    if extractor.model_name != config.model:  # the weights fallback changed the network
+        config = config.replace(model=extractor.model_name, weights=extractor.weights_source,
+                                content_layers=tuple(map_layers(config.content_layers, extractor.model_name)),
+                                style_layers=tuple(map_layers(config.style_layers, extractor.model_name)))
     final_shape = size_for_long_side(content.shape, config.size)
     min_side = min_image_side(extractor.layers)
     if min(final_shape) < min_side:
@@ -267,7 +270,12 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
                 raise UserError(f"style image of {img.shape[1]}x{img.shape[0]} px at scale {long_side} is too "
                                 f"small for layer {extractor.deepest}; accepted: at least {min_side} px "
                                 "(raise --style-scale or --size)")
-        x = _initial_image(config, c, s[0], rng) if x is None else resize_to(x, shape)
+        if x is None:
+            x = _initial_image(config, c, s[0], rng)
+            if config.original_colors == "luminance":
+                x = color.gray(color.luminance(x))
+        else:
+            x = resize_to(x, shape)
         evaluator = Evaluator(extractor, c, s, config, config.style_blend_weights)
 
         def on_iteration(xi, terms, index=index, shape=shape, evaluator=evaluator):
@@ -298,4 +306,5 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     metadata = {"nst_keras_version": __version__, "mode": "gatys", "config": config.to_dict(),
                 "extractor": extractor.describe(), "scales": sizes, "evaluations": evaluations,
                 "stop_reason": stop or "completed", "seconds": time.perf_counter() - start}
-    return StylizeResult(np.clip(x, 0.0, 1.0).astype(np.float32), history, stop or "completed", metadata)
+    image = finish_colors(np.clip(x, 0.0, 1.0)).astype(np.float32)
+    return StylizeResult(image, history, stop or "completed", metadata)

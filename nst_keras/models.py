@@ -214,10 +214,7 @@ class FeatureExtractor:
         requested = model
         model, source, path = resolve_weights(model, weights, notify)
         if model != requested:
-            # The fallback model must have the same layers (VGG16 lacks block3_conv4 and others).
-            known = layer_names(model)
-            layers = [n if n in known else _nearest_vgg16(n) for n in layers]
-            layers = list(dict.fromkeys(layers))
+            layers = list(dict.fromkeys(map_layers(layers, model)))
         base = _build_base(model, seed)
         if source in ("imagenet", "file"):
             _load_h5(base, model, path)
@@ -246,10 +243,11 @@ class FeatureExtractor:
                 "seed": self.seed if self.weights_source == "random" else None, "layers": list(self.layers)}
 
 
-def _nearest_vgg16(name):
-    """Map a VGG19-only layer (block3_conv4) to the last conv of its block in VGG16."""
-    block = int(name[5])
-    return f"block{block}_conv{_BLOCK_CONVS['vgg16'][block - 1]}"
+def map_layers(names, model):
+    """Names valid for `model`: a layer it lacks (VGG19's block3_conv4) maps to the last conv
+    of the same block."""
+    known = layer_names(model)
+    return [n if n in known else f"block{n[5]}_conv{_BLOCK_CONVS[model][int(n[5]) - 1]}" for n in names]
 
 
 def build_extractor(model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None):

@@ -119,3 +119,9 @@ def test_hed_backbone_weights_are_copied_by_name():
     np.testing.assert_array_equal(ext.model.get_layer("block3_conv3").get_weights()[0], hed_kernel)
     with pytest.raises(UserError, match="VGG16 backbone"):
         models.resolve_weights("vgg19", "hed")
+
+
+def test_vgg19_only_layers_map_to_vgg16():
+    assert models.map_layers(["block3_conv4", "block5_conv4", "block1_conv1"], "vgg16") == \
+        ["block3_conv3", "block5_conv3", "block1_conv1"]
+    assert models.map_layers(["block3_conv4"], "vgg19") == ["block3_conv4"]
