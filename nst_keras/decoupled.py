@@ -1,0 +1,695 @@
+"""Decoupled mode: normalise and impose global VGG features one layer at a time.
+
+Method: Martinez-Enriquez, Gonzalez & Portilla (2022), "Deterministic decoupling of global
+features". Features f_k(x) are the spatial channel means of block{k}_conv1 (after ReLU) of an
+image x in [0, 1]. Normalising layer k moves x until f_k(x) equals the reference r_k (the
+expected features of U(0, 1) noise) while f_j, j < k, stay where they are; imposing does the
+same towards recorded style values c_k, from layer 5 down to layer 1.
+
+Numerics (departures from the paper and from the thesis it builds on are marked "Departure"):
+each stage follows the straight feature path f_k(s) = (1 - s) f_k(start) + s target, s in
+[0, 1], with the min-norm flow dx/ds = J^+ d of the stacked Jacobian J = [J_<k; J_k] (rows:
+gradients of the channel means). The path is cut into a fixed number of segments. Each
+segment uses one Jacobian, taken at its midpoint (predicted with the previous Jacobian), and
+a chord (simplified Gauss-Newton) corrector that brings every constrained feature onto the
+path: x_{n+1} - x_n lies in the row space of J(x_mid). That midpoint rule is symmetric, so
+normalising and imposing retrace the same discrete curve in opposite directions: a round trip
+returns to its start up to the corrector tolerance and the small difference between the two
+midpoint Jacobians. Channels dead on the reference or on the start values (no gradient) and
+numerically dependent rows are left out of the constraints and reported.
+"""
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .errors import UserError
+from .projection import MinNormSolver
+
+LAYERS = tuple(f"block{k}_conv1" for k in range(1, 6))
+METHODS = ("projected", "penalty")
+STAGES = ("style", "content", "impose")
+
+
+@dataclass(frozen=True)
+class DecoupledConfig:
+    """Everything that determines a decoupled-mode result.
+
+    Attributes (CLI flag in brackets):
+        size: long side of the working image in pixels [--size]; max_size: largest accepted [--max-size].
+        model, weights: feature network and weight source [--model, --weights].
+        layers: the layers set one after the other, shallow to deep (default block1..5_conv1).
+        method: 'projected' (min-norm continuation) or 'penalty' (the thesis's SGD on summed losses) [--method].
+        noise_draws: U(0, 1) noise images averaged for the reference [--noise-draws].
+        segments: path segments per layer (one Jacobian each, plus one to start) [--segments].
+        tolerance: the corrector stops when every constrained layer's relative error is below it.
+        max_corrections: chord corrector iterations per segment before the Jacobian is refreshed.
+        dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
+            its layer's largest mean is dead and left unconstrained.
+        penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
+            [--penalty-steps, --penalty-learning-rate] (thesis: 5e-4, up to 50,000 steps).
+        seed: seeds the noise draws and random weights [--seed].
+    """
+
+    size: int = 128
+    max_size: int = 1024
+    model: str = "vgg16"
+    weights: str = "auto"
+    layers: tuple = LAYERS
+    method: str = "projected"
+    noise_draws: int = 8
+    segments: tuple = (4, 2, 2, 1, 1)
+    tolerance: float = 1e-5
+    max_corrections: int = 60
+    dead_tolerance: float = 1e-4
+    penalty_steps: int = 200
+    penalty_learning_rate: float = 5e-4
+    seed: int = 0
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def validate(self):
+        """Raise UserError naming the first bad value and what is accepted."""
+        if self.method not in METHODS:
+            import difflib
+
+            hint = difflib.get_close_matches(str(self.method), METHODS, n=1)
+            raise UserError(f"unknown method '{self.method}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                            + f"; accepted: {', '.join(METHODS)}")
+        for name in ("size", "max_size", "noise_draws", "max_corrections", "penalty_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name} {value!r}; accepted: a positive whole number")
+        from .models import min_image_side
+
+        if self.size < min_image_side(self.layers):
+            raise UserError(f"size {self.size} is too small for {self.layers[-1]}; accepted: at least "
+                            f"{min_image_side(self.layers)} pixels")
+        if self.size > self.max_size:
+            raise UserError(f"size {self.size} exceeds max_size {self.max_size}; accepted: a size up to "
+                            f"{self.max_size}, or raise --max-size")
+        if len(self.segments) != len(self.layers) or any(int(n) < 1 for n in self.segments):
+            raise UserError(f"segments {list(self.segments)}; accepted: one positive whole number per layer "
+                            f"({len(self.layers)} layers)")
+        for name in ("tolerance", "dead_tolerance", "penalty_learning_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise UserError(f"{name} {value!r}; accepted: a finite number > 0")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed {self.seed!r}; accepted: a whole number >= 0")
+        return self
+
+
+@dataclass
+class Progress:
+    """One corrector iteration (projected) or SGD step (penalty), handed to the callback."""
+
+    stage: str              # 'style', 'content' or 'impose' (or 'normalize' / 'impose' in the parts)
+    layer: str
+    stage_index: int        # over the whole run, from 0
+    num_stages: int
+    segment: int            # path segment (projected) or step (penalty)
+    snr_db: float           # SNR of the layer being set against its final target
+    min_earlier_snr_db: float
+    passes: dict            # {'forward': n, 'reverse': n} so far in this stage
+    elapsed: float          # seconds since the start of the stage
+
+
+@dataclass
+class Reference:
+    """Expected features of U(0, 1) noise at one image size."""
+
+    mean: dict              # layer -> float64 [C]
+    std: dict               # layer -> float64 [C], spread over the draws
+    dead: dict              # layer -> int array of channels dead on noise
+    shape: tuple
+    draws: int
+
+    def summary(self):
+        out = {}
+        for name, mean in self.mean.items():
+            live = np.setdiff1d(np.arange(mean.size), self.dead[name])
+            rel = self.std[name][live] / mean[live] if live.size else np.zeros(0)
+            out[name] = {"channels": int(mean.size), "dead_channels": self.dead[name].tolist(),
+                         "mean_of_means": float(mean.mean()),
+                         "relative_spread_median": float(np.median(rel)) if rel.size else None,
+                         "relative_spread_max": float(rel.max()) if rel.size else None}
+        return out
+
+
+@dataclass
+class DecoupledResult:
+    image: np.ndarray               # float32 [H, W, 3], clipped to [0, 1]
+    normalized_style: np.ndarray
+    normalized_content: np.ndarray
+    style_features: dict            # layer -> recorded c_k
+    reference: Reference
+    stages: list                    # one report dict per stage
+    metadata: dict
+    history: list = field(default_factory=list)  # convergence samples, one dict per iteration
+
+    def report(self):
+        return {"metadata": self.metadata, "reference": self.reference.summary(), "stages": self.stages,
+                "totals": totals(self.stages)}
+
+
+def snr_db(values, target):
+    """10 log10(|target|^2 / |values - target|^2); inf when equal."""
+    values, target = np.asarray(values, np.float64), np.asarray(target, np.float64)
+    err = float(np.sum((values - target) ** 2))
+    sig = float(np.sum(target ** 2))
+    if err == 0:
+        return math.inf
+    if sig == 0:
+        return -math.inf
+    return 10 * math.log10(sig / err)
+
+
+def totals(stages):
+    return {"wall_time_s": float(sum(s["wall_time_s"] for s in stages)),
+            "forward_passes": int(sum(s["passes"]["forward"] for s in stages)),
+            "reverse_passes": int(sum(s["passes"]["reverse"] for s in stages)),
+            "min_set_snr_db": float(min(s["set_snr_db"] for s in stages)) if stages else None,
+            "min_earlier_snr_db": min((s["min_earlier_snr_db"] for s in stages
+                                       if s["min_earlier_snr_db"] is not None), default=None),
+            "max_abs_cos": max((s["max_abs_cos"] for s in stages if s["max_abs_cos"] is not None), default=None)}
+
+
+class FeatureMeans:
+    """Compiled channel-mean features, their Jacobians and SGD steps for one image shape.
+
+    Args:
+        extractor: a nst_keras.models.FeatureExtractor whose layers include `layers`.
+        shape: (h, w) of the images; all compiled functions have this fixed shape.
+        layers: the feature layers, shallow to deep.
+        chunk: Jacobian rows computed per vectorised reverse-mode call (None: by image size).
+    """
+
+    def __init__(self, extractor, shape, layers=LAYERS, chunk=None):
+        import keras
+        import tensorflow as tf
+
+        from .models import preprocess
+
+        self.layers = tuple(layers)
+        self.shape = tuple(shape)
+        h, w = self.shape
+        base = extractor.model
+        outs = [base.get_layer(n).output for n in self.layers]
+        self.channels = [int(o.shape[-1]) for o in outs]
+        self.offsets = np.concatenate([[0], np.cumsum(self.channels)]).astype(int)
+        if chunk is None:
+            chunk = int(max(8, min(64, 64 * 128 * 128 // (h * w))))
+        self.chunk = chunk
+        spec = tf.TensorSpec([1, h, w, 3], tf.float32)
+        self.passes = {"forward": 0, "reverse": 0}
+        self._means, self._jac, self._sgd = [], [], []
+        for k in range(len(self.layers)):
+            upto = keras.Model(base.input, outs[:k + 1])
+            single = keras.Model(base.input, outs[k])
+
+            def means(x, model=upto, n=k + 1):
+                ys = model(preprocess(x))
+                ys = ys if n > 1 else [ys]
+                return tf.concat([tf.reduce_mean(y, axis=[1, 2])[0] for y in ys], axis=0)
+
+            def jac(x, idx, model=single):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = tf.gather(tf.reduce_mean(model(preprocess(x)), axis=[1, 2])[0], idx)
+                return tf.reshape(tape.jacobian(y, x), [tf.shape(idx)[0], -1])
+
+            def sgd(x, target, weight, rate, fn=means):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    f = fn(x)
+                    loss = tf.reduce_sum(weight * tf.square(f - target))
+                grad = tape.gradient(loss, x)
+                return x - rate * grad, f, grad
+
+            m = int(self.offsets[k + 1])
+            vec = tf.TensorSpec([m], tf.float32)
+            self._means.append(tf.function(means, input_signature=[spec]))
+            self._jac.append(tf.function(jac, input_signature=[spec, tf.TensorSpec([chunk], tf.int32)]))
+            self._sgd.append(tf.function(sgd, input_signature=[spec, vec, vec, tf.TensorSpec([], tf.float32)]))
+
+    @property
+    def size(self):
+        return self.shape[0] * self.shape[1] * 3
+
+    def _tensor(self, x):
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(np.asarray(x, np.float32).reshape(1, *self.shape, 3))
+
+    def means(self, x, k=None):
+        """Concatenated channel means of layers 0..k (default: all), float64."""
+        k = len(self.layers) - 1 if k is None else k
+        self.passes["forward"] += 1
+        return self._means[k](self._tensor(x)).numpy().astype(np.float64)
+
+    def split(self, values):
+        """Concatenated means -> {layer: means} (for as many layers as the values cover)."""
+        return {n: values[self.offsets[i]:self.offsets[i + 1]] for i, n in enumerate(self.layers)
+                if self.offsets[i + 1] <= values.size}
+
+    def jacobian(self, x, k, channels):
+        """Rows d mean_c / d x for the given channels of layer k: float32 [len(channels), H*W*3]."""
+        import tensorflow as tf
+
+        channels = np.asarray(channels, dtype=np.int32)
+        if channels.size == 0:
+            return np.zeros((0, self.size), np.float32)
+        xt = self._tensor(x)
+        pad = (-channels.size) % self.chunk
+        idx = np.concatenate([channels, np.repeat(channels[-1:], pad)])
+        blocks = [self._jac[k](xt, tf.constant(idx[i:i + self.chunk])).numpy()
+                  for i in range(0, idx.size, self.chunk)]
+        self.passes["reverse"] += int(idx.size)
+        return np.concatenate(blocks)[:channels.size]
+
+    def sgd_step(self, x, k, target, weight, rate):
+        import tensorflow as tf
+
+        self.passes["forward"] += 1
+        self.passes["reverse"] += 1
+        new, f, grad = self._sgd[k](self._tensor(x), tf.constant(target, tf.float32),
+                                    tf.constant(weight, tf.float32), tf.constant(rate, tf.float32))
+        return (new.numpy().reshape(-1).astype(np.float64), f.numpy().astype(np.float64),
+                grad.numpy().reshape(-1).astype(np.float64))
+
+
+def reference_features(net, draws=8, seed=0, dead_tolerance=1e-4):
+    """Step 0: mean and spread of the features of `draws` U(0, 1) noise images.
+
+    The method's authors use the expectation over noise; the mean of a few draws estimates it
+    (the spread, reported per layer, is small because every feature averages many positions).
+    """
+    rng = np.random.default_rng(seed)
+    samples = np.stack([net.means(rng.random(net.size)) for _ in range(draws)])
+    mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1 if draws > 1 else 0)
+    mean_d, std_d = net.split(mean), net.split(std)
+    dead = {n: np.flatnonzero(m <= dead_tolerance * max(m.max(), 1e-30)) for n, m in mean_d.items()}
+    return Reference(mean=mean_d, std=std_d, dead=dead, shape=net.shape, draws=draws)
+
+
+class _Stage:
+    """Setting one layer's features with the earlier layers held fixed; see the module doc."""
+
+    def __init__(self, net, k, kind, stage_index, num_stages, callback):
+        self.net, self.k, self.kind = net, k, kind
+        self.stage_index, self.num_stages, self.callback = stage_index, num_stages, callback
+        self.layer = net.layers[k]
+        self.start_passes = dict(net.passes)
+        self.t0 = time.perf_counter()
+        self.history = []
+
+    def passes(self):
+        return {key: self.net.passes[key] - self.start_passes[key] for key in self.net.passes}
+
+    def layer_errors(self, f, goal, rows):
+        """Relative error per layer over the constrained rows (layers 0..k)."""
+        errs = []
+        for j in range(self.k + 1):
+            sel = rows[(rows >= self.net.offsets[j]) & (rows < self.net.offsets[j + 1])]
+            if sel.size == 0:
+                errs.append(0.0)
+                continue
+            num = np.linalg.norm(f[sel] - goal[sel])
+            den = max(np.linalg.norm(goal[sel]), 1e-30)
+            errs.append(num / den)
+        return np.array(errs)
+
+    def report_progress(self, segment, f, final_goal, rows):
+        errs = self.layer_errors(f, final_goal, rows)
+        set_snr = -20 * math.log10(max(errs[-1], 1e-30))
+        earlier = -20 * math.log10(max(errs[:-1].max(), 1e-30)) if self.k else None
+        sample = {"stage_index": self.stage_index, "stage": self.kind, "layer": self.layer,
+                  "segment": segment, "forward": self.passes()["forward"], "reverse": self.passes()["reverse"],
+                  "elapsed": time.perf_counter() - self.t0, "snr_db": set_snr, "min_earlier_snr_db": earlier}
+        self.history.append(sample)
+        if self.callback is not None:
+            self.callback(Progress(stage=self.kind, layer=self.layer, stage_index=self.stage_index,
+                                   num_stages=self.num_stages, segment=segment, snr_db=set_snr,
+                                   min_earlier_snr_db=earlier if earlier is not None else math.inf,
+                                   passes=self.passes(), elapsed=sample["elapsed"]))
+
+
+def _constrained_rows(net, k, start, target, reference_dead, dead_tolerance):
+    """Rows of the stacked feature vector (layers 0..k) that are constrained in stage k."""
+    rows = []
+    for j in range(k):
+        live = np.setdiff1d(np.arange(net.channels[j]), reference_dead[net.layers[j]])
+        rows.append(net.offsets[j] + live)
+    lo, hi = net.offsets[k], net.offsets[k + 1]
+    a, b = start[lo:hi], target
+    scale = max(a.max(), b.max(), 1e-30)
+    live = np.flatnonzero((a > dead_tolerance * scale) & (b > dead_tolerance * scale))
+    live = np.setdiff1d(live, reference_dead[net.layers[k]])
+    rows.append(lo + live)
+    return np.concatenate(rows).astype(int)
+
+
+def _factorise(net, x, k, rows, dead_tolerance):
+    """Stacked Jacobian of the constrained rows at x, with rows dead per layer removed."""
+    blocks, kept_rows, dead_rows = [], [], []
+    for j in range(k + 1):
+        lo, hi = net.offsets[j], net.offsets[j + 1]
+        sel = rows[(rows >= lo) & (rows < hi)]
+        jac = net.jacobian(x, j, sel - lo)
+        norms = np.linalg.norm(jac, axis=1)
+        ok = norms > 1e-6 * max(norms.max(initial=0.0), 1e-30)
+        blocks.append(jac[ok])
+        kept_rows.append(sel[ok])
+        dead_rows.append(sel[~ok])
+    rows_kept = np.concatenate(kept_rows)
+    solver = MinNormSolver(np.concatenate(blocks), dead_tol=0.0)
+    solver.rows = rows_kept                    # feature index of each Jacobian row
+    solver.gradient_dead = np.concatenate(dead_rows)
+    solver.dependent_rows = rows_kept[solver.dependent]
+    return solver
+
+
+def _project_stage(net, x, k, target, reference, config, stage):
+    """Min-norm continuation along the straight feature path (projected method)."""
+    f_start = net.means(x, k)
+    stage.earlier_goal = f_start
+    lo = net.offsets[k]
+    rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance)
+    final_goal = f_start.copy()
+    final_goal[lo:] = target
+
+    def goal(s):
+        g = f_start.copy()
+        g[lo:] = (1 - s) * f_start[lo:] + s * target
+        return g
+
+    info = {"jacobians": 0, "refreshes": 0, "corrections": 0, "gradient_dead": set(), "dependent": set()}
+    max_cos, max_cos_move, earlier_rows = 0.0, 0.0, rows[rows < lo]
+
+    def factor(at):
+        solver = _factorise(net, at, k, rows, config.dead_tolerance)
+        info["jacobians"] += 1
+        info["gradient_dead"].update(solver.gradient_dead.tolist())
+        info["dependent"].update(solver.dependent_rows.tolist())
+        return solver
+
+    def correct(x, g, solver, segment):
+        """Chord iterations x += J^+ (g - f(x)); refresh the Jacobian if they stop contracting."""
+        previous = math.inf
+        stalls = 0
+        for _ in range(config.max_corrections):
+            f = net.means(x, k)
+            err = stage.layer_errors(f, g, rows).max()
+            stage.report_progress(segment, f, final_goal, rows)
+            if err < config.tolerance:
+                break
+            stalls = stalls + 1 if err > 0.9 * previous else 0
+            if err > previous or stalls >= 5:
+                if err < 100 * config.tolerance:  # at the float32 noise floor
+                    break
+                solver = factor(x)  # the chord stopped contracting: a fresh Jacobian here
+                info["refreshes"] += 1
+                stalls = 0
+            previous = min(previous, err)
+            x = x + solver.solve((g - f)[solver.rows])
+            info["corrections"] += 1
+        return x, solver
+
+    n = int(config.segments[k])
+    solver = None
+    for i in range(n):
+        sa, sb = i / n, (i + 1) / n
+        if solver is None:
+            solver = factor(x)
+        x_mid, _ = correct(x, goal(0.5 * (sa + sb)), solver, i)   # predictor to the midpoint
+        solver = factor(x_mid)                                      # Jacobian at the midpoint
+        x_new, solver = correct(x, goal(sb), solver, i)           # corrector from the segment start
+        if earlier_rows.size:
+            # The projected (predictor) direction, and the whole segment move including corrections.
+            earlier = np.flatnonzero(np.isin(solver.rows, earlier_rows))
+            direction = np.zeros(solver.rows.size)
+            set_part = solver.rows >= lo
+            direction[set_part] = (target - f_start[lo:])[solver.rows[set_part] - lo]
+            max_cos = max(max_cos, solver.max_abs_cos(solver.solve(direction), earlier))
+            max_cos_move = max(max_cos_move, solver.max_abs_cos(x_new - x, earlier))
+        x = x_new
+    f = net.means(x, k)
+    stage.report_progress(n, f, final_goal, rows)
+    return x, f, rows, {"max_abs_cos": max_cos if k else None,
+                        "max_abs_cos_segment_move": max_cos_move if k else None, "jacobians": info["jacobians"],
+                        "jacobian_refreshes": info["refreshes"], "corrections": info["corrections"],
+                        "gradient_dead": sorted(info["gradient_dead"]), "dependent": sorted(info["dependent"])}
+
+
+def _penalty_stage(net, x, k, target, reference, config, stage):
+    """Baseline (the thesis): plain SGD on sum_{j<=k} |f_j - t_j|^2, earlier targets = start values."""
+    f_start = net.means(x, k)
+    stage.earlier_goal = f_start
+    lo = net.offsets[k]
+    rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance)
+    goal = f_start.copy()
+    goal[lo:] = target
+    weight = np.zeros_like(goal)
+    weight[rows] = 1.0
+    x0 = x.copy()
+    every = max(1, config.penalty_steps // 50)
+    for step in range(config.penalty_steps):
+        x, f, _ = net.sgd_step(x, k, goal, weight, config.penalty_learning_rate)
+        if not np.all(np.isfinite(x)):
+            break
+        if step % every == 0:
+            stage.report_progress(step, f, goal, rows)
+    f = net.means(x, k)
+    stage.report_progress(config.penalty_steps, f, goal, rows)
+    max_cos = None
+    if k and np.all(np.isfinite(x)):
+        # |cos| between the stage's total move and the earlier layers' gradients at its end.
+        earlier = rows[rows < lo]
+        blocks = [net.jacobian(x, j, earlier[(earlier >= net.offsets[j]) & (earlier < net.offsets[j + 1])]
+                               - net.offsets[j]) for j in range(k)]
+        from .projection import max_abs_cos
+
+        max_cos = max_abs_cos(x - x0, np.concatenate(blocks))
+    return x, f, rows, {"max_abs_cos": max_cos, "steps": config.penalty_steps,
+                        "learning_rate": config.penalty_learning_rate}
+
+
+def set_layer(net, x, k, target, reference, config, kind="normalize", stage_index=0, num_stages=1,
+              callback=None):
+    """Move x (flat float64) so that layer k's means reach `target`, earlier layers fixed.
+
+    Returns (x, stage report dict, convergence history).
+    """
+    stage = _Stage(net, k, kind, stage_index, num_stages, callback)
+    run = _project_stage if config.method == "projected" else _penalty_stage
+    x, f, rows, extra = run(net, x, k, np.asarray(target, np.float64), reference, config, stage)
+    lo, hi = net.offsets[k], net.offsets[k + 1]
+    f_layers = net.split(f)
+    set_rows = rows[rows >= lo] - lo
+    earlier_snr = {}
+    for j in range(k):
+        name = net.layers[j]
+        live = np.setdiff1d(np.arange(net.channels[j]), reference.dead[name])
+        earlier_snr[name] = _finite(snr_db(f_layers[name][live], stage_goal_earlier(stage, net, j, live)))
+    report = {
+        "stage": kind, "layer": net.layers[k], "method": config.method,
+        "set_snr_db": _finite(snr_db(f[lo:hi][set_rows], target[set_rows])),
+        "set_snr_all_channels_db": _finite(snr_db(f[lo:hi], target)),
+        "earlier_snr_db": earlier_snr,
+        "min_earlier_snr_db": min(earlier_snr.values()) if earlier_snr else None,
+        "passes": stage.passes(), "wall_time_s": time.perf_counter() - stage.t0,
+        "constrained_channels": int(set_rows.size), "channels": int(hi - lo),
+        "unconstrained_channels": np.setdiff1d(np.arange(hi - lo), set_rows).tolist(),
+        "out_of_box_fraction": float(np.mean((x < 0) | (x > 1))),
+        "max_out_of_box": float(max(0.0, -x.min(), x.max() - 1)) if np.all(np.isfinite(x)) else math.inf,
+    }
+    for key in ("gradient_dead", "dependent"):
+        if key in extra:
+            extra[key] = _by_layer(net, extra[key])
+    report.update(extra)
+    return x, report, stage.history
+
+
+def stage_goal_earlier(stage, net, j, live):
+    """The values layer j had at the start of the stage (what it must keep)."""
+    return stage.earlier_goal[net.offsets[j] + live]
+
+
+def _by_layer(net, rows):
+    out = {}
+    for r in rows:
+        j = int(np.searchsorted(net.offsets, r, side="right") - 1)
+        out.setdefault(net.layers[j], []).append(int(r - net.offsets[j]))
+    return out
+
+
+def _finite(v):
+    return float(v) if math.isfinite(v) else (1e9 if v > 0 else -1e9)
+
+
+def normalize(net, image, reference, config, kind="normalize", first_stage=0, num_stages=None, callback=None):
+    """Steps 1/2: for k = 1..K record c_k (layers < k already normalised), then set f_k = r_k.
+
+    Args:
+        net: a FeatureMeans for the image's shape.
+        image: float array [H, W, 3] (values may leave [0, 1] slightly; see the README).
+    Returns:
+        (normalised image float64 [H, W, 3], recorded features {layer: c_k}, stage reports, history).
+    """
+    x = np.asarray(image, np.float64).reshape(-1).copy()
+    num_stages = num_stages or len(net.layers)
+    recorded, reports, history = {}, [], []
+    for k, name in enumerate(net.layers):
+        recorded[name] = net.means(x, k)[net.offsets[k]:]
+        x, report, hist = set_layer(net, x, k, reference.mean[name], reference, config, kind,
+                                    first_stage + k, num_stages, callback)
+        reports.append(report)
+        history += hist
+    return x.reshape(*net.shape, 3), recorded, reports, history
+
+
+def impose(net, image, features, reference, config, kind="impose", first_stage=0, num_stages=None, callback=None):
+    """Step 3: from a normalised image, set f_K = c_K, then f_{K-1} = c_{K-1}, ... f_1 = c_1."""
+    x = np.asarray(image, np.float64).reshape(-1).copy()
+    num_stages = num_stages or len(net.layers)
+    reports, history = [], []
+    for i, k in enumerate(reversed(range(len(net.layers)))):
+        x, report, hist = set_layer(net, x, k, features[net.layers[k]], reference, config, kind,
+                                    first_stage + i, num_stages, callback)
+        reports.append(report)
+        history += hist
+    return x.reshape(*net.shape, 3), reports, history
+
+
+def prepare(content, style, config):
+    """Size the content to `config.size` (long side) and centre-crop the style to the same shape."""
+    from .image import center_crop, fit_long_side
+    from .models import min_image_side
+
+    content = fit_long_side(np.asarray(content, np.float32), config.size)
+    need = min_image_side(config.layers)
+    if min(content.shape[:2]) < need:
+        raise UserError(f"content is {content.shape[1]}x{content.shape[0]} at size {config.size}; "
+                        f"{config.layers[-1]} needs at least {need} pixels on the short side; accepted: a "
+                        "larger --size or a less elongated image")
+    style = center_crop(np.asarray(style, np.float32), content.shape[:2])
+    return content, style
+
+
+def build_net(config, shape, extractor=None, notify=None):
+    """The extractor (built from the config unless given) wrapped as a FeatureMeans."""
+    from .models import build_extractor
+
+    if extractor is None:
+        extractor = build_extractor(model=config.model, weights=config.weights, layers=list(config.layers),
+                                    seed=config.seed, notify=notify)
+    return FeatureMeans(extractor, shape, config.layers), extractor
+
+
+def decoupled_transfer(content, style, config=None, callback=None, extractor=None, notify=None):
+    """Steps 0-3 of decoupled style transfer.
+
+    Args:
+        content, style: float32 [H, W, 3] in [0, 1] (any size; see `prepare`).
+        config: a DecoupledConfig (defaults if None).
+        callback: called with a Progress after every corrector iteration / reported SGD step.
+        extractor: an existing FeatureExtractor to reuse (its layers must include config.layers).
+    Returns:
+        DecoupledResult.
+    """
+    config = (config or DecoupledConfig()).validate()
+    content, style = prepare(content, style, config)
+    t0 = time.perf_counter()
+    net, extractor = build_net(config, content.shape[:2], extractor, notify)
+    reference = reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+    n = len(net.layers)
+    norm_style, style_features, r_style, h1 = normalize(net, style, reference, config, "style", 0, 3 * n, callback)
+    norm_content, _, r_content, h2 = normalize(net, content, reference, config, "content", n, 3 * n, callback)
+    result, r_impose, h3 = impose(net, norm_content, style_features, reference, config, "impose", 2 * n, 3 * n,
+                                  callback)
+    final = np.clip(result, 0, 1).astype(np.float32)
+    clipped = net.split(net.means(final))
+    metadata = {"version": __version__, "config": config.to_dict(), "extractor": extractor.describe(),
+                "shape": list(net.shape), "total_wall_time_s": time.perf_counter() - t0,
+                "after_clipping_snr_db": {name: _finite(snr_db(clipped[name], style_features[name]))
+                                          for name in net.layers}}
+    return DecoupledResult(image=final, normalized_style=np.clip(norm_style, 0, 1).astype(np.float32),
+                           normalized_content=np.clip(norm_content, 0, 1).astype(np.float32),
+                           style_features=style_features, reference=reference,
+                           stages=r_style + r_content + r_impose, metadata=metadata, history=h1 + h2 + h3)
+
+
+def round_trip(net, image, reference, config, callback=None):
+    """Normalise an image, then impose its own recorded features; returns (back, rel. RMSE, reports).
+
+    The relative RMSE is |back - image| / |image| over all pixel values (no clipping).
+    """
+    n = len(net.layers)
+    image = np.asarray(image, np.float64)
+    normalised, recorded, r1, _ = normalize(net, image, reference, config, "normalize", 0, 2 * n, callback)
+    back, r2, _ = impose(net, normalised, recorded, reference, config, "impose", n, 2 * n, callback)
+    rmse = float(np.linalg.norm(back - image) / np.linalg.norm(image))
+    return back, normalised, rmse, r1 + r2
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (matplotlib, Agg); the caller saves them.
+
+
+def convergence_figure(history, stages):
+    """Per-stage convergence: SNR of the layer being set and min SNR of earlier layers vs passes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(dict.fromkeys(s["stage"] for s in stages))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for index in sorted({h["stage_index"] for h in history if h["stage"] == kind}):
+            samples = [h for h in history if h["stage_index"] == index]
+            passes = [h["forward"] + h["reverse"] for h in samples]
+            line, = ax.plot(passes, [min(h["snr_db"], 160) for h in samples], label=samples[0]["layer"])
+            earlier = [(p, min(h["min_earlier_snr_db"], 160)) for p, h in zip(passes, samples)
+                       if h["min_earlier_snr_db"] is not None]
+            if earlier:
+                ax.plot(*zip(*earlier), ls=":", color=line.get_color())
+        ax.axhline(60, color="grey", lw=0.8)
+        ax.set_xscale("symlog")
+        ax.set_title(f"{kind}: set layer (solid), earlier layers' min (dotted)")
+        ax.set_xlabel("forward + reverse-mode passes in the stage")
+        ax.set_ylabel("SNR against the stage target [dB]")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def reference_figure(reference):
+    """Reference channel means per layer (with the spread over noise draws), dead channels marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(reference.mean)
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 2 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        mean, std = reference.mean[name], reference.std[name]
+        ax.bar(np.arange(mean.size), mean, width=1.0, color="tab:blue", yerr=std, error_kw={"lw": 0.5})
+        dead = reference.dead[name]
+        if dead.size:
+            ax.plot(dead, np.zeros(dead.size), "rx", ms=3, label=f"{dead.size} dead")
+            ax.legend(fontsize=7)
+        ax.set_ylabel(name, fontsize=8)
+    axes[-1, 0].set_xlabel(f"channel (reference: mean of {reference.draws} U(0,1) noise images, "
+                           f"{reference.shape[1]}x{reference.shape[0]})")
+    fig.tight_layout()
+    return fig

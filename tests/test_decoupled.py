@@ -1,0 +1,150 @@
+"""Decoupled mode on tiny images with random weights: numerics, round trip, command line."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_keras import decoupled as dc
+from nst_keras.cli_decoupled import main
+
+SIZE = 32
+TWO = dc.LAYERS[:2]
+CONFIG = dc.DecoupledConfig(size=SIZE, weights="random", layers=TWO, segments=(2, 2), noise_draws=4)
+
+
+def _image(seed, size=SIZE):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = np.stack([xx, yy, 0.5 + 0.3 * np.sin(6 * xx * yy)], axis=-1)
+    return np.clip(0.8 * base + 0.2 * rng.random((size, size, 3)), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return dc.build_net(CONFIG, (SIZE, SIZE))[0]
+
+
+@pytest.fixture(scope="module")
+def reference(net):
+    return dc.reference_features(net, CONFIG.noise_draws, seed=0)
+
+
+@pytest.fixture(scope="module")
+def normalised(net, reference):
+    return dc.normalize(net, _image(1), reference, CONFIG)
+
+
+def _snr_live(net, reference, values, name):
+    live = np.setdiff1d(np.arange(values[name].size), reference.dead[name])
+    return dc.snr_db(values[name][live], reference.mean[name][live])
+
+
+def test_reference_spread_is_reported(reference):
+    summary = reference.summary()
+    assert set(summary) == set(TWO)
+    assert all(0 <= s["relative_spread_median"] < 0.5 for s in summary.values())
+
+
+def test_normalised_image_reaches_reference_and_keeps_earlier_layers(net, reference, normalised):
+    image, recorded, reports, _ = normalised
+    values = net.split(net.means(image))
+    for name in TWO:
+        assert _snr_live(net, reference, values, name) > 60
+    second = reports[1]
+    assert second["min_earlier_snr_db"] > 60
+    assert second["max_abs_cos"] < 1e-6  # projected steps are orthogonal to the earlier rows
+    assert set(recorded) == set(TWO) and recorded[TWO[0]].shape == (64,)
+
+
+def test_normalising_a_normalised_image_changes_it_very_little(net, reference, normalised):
+    image = normalised[0]
+    again = dc.normalize(net, image, reference, CONFIG)[0]
+    assert np.linalg.norm(again - image) / np.linalg.norm(image) < 1e-3
+
+
+def test_two_layer_round_trip(net, reference):
+    image = _image(2)
+    back, _, rmse, reports = dc.round_trip(net, image, reference, CONFIG)
+    assert [r["layer"] for r in reports] == [TWO[0], TWO[1], TWO[1], TWO[0]]
+    assert all(r["set_snr_db"] > 60 for r in reports)
+    assert rmse < ROUND_TRIP_TOLERANCE
+
+
+ROUND_TRIP_TOLERANCE = 0.25
+
+
+def test_penalty_baseline_runs_and_reports(net, reference):
+    config = CONFIG.replace(method="penalty", penalty_steps=5)
+    _, _, reports, _ = dc.normalize(net, _image(3), reference, config)
+    assert reports[1]["method"] == "penalty" and reports[1]["passes"]["reverse"] >= 5
+    assert reports[1]["max_abs_cos"] is not None
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(dc.UserError, match="did you mean 'penalty'"):
+        dc.DecoupledConfig(method="penalti").validate()
+    with pytest.raises(dc.UserError, match="segments"):
+        dc.DecoupledConfig(segments=(1, 2)).validate()
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+@pytest.fixture()
+def files(tmp_path):
+    paths = {}
+    for name, seed in (("content", 4), ("style", 5)):
+        paths[name] = str(tmp_path / f"{name}.png")
+        Image.fromarray((_image(seed) * 255).astype(np.uint8)).save(paths[name])
+    paths["out"] = str(tmp_path / "out.png")
+    return paths
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nst-decoupled: error:"), err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--size", "0"], "size 0"),
+    (["--size", "abc"], "invalid int"),
+    (["--method", "gradient"], "unknown method"),
+    (["--weights", "nowhere.h5"], "weights 'nowhere.h5'"),
+    (["--segments", "1,1"], "segments"),
+    (["--layers", "block1_conv1,block9_conv1"], "unknown layer 'block9_conv1'"),
+])
+def test_bad_options_exit_2(files, capsys, extra, expect):
+    assert main([files["content"], files["style"], "-o", files["out"], "--quiet", *extra]) == 2
+    assert expect in _error_line(capsys)
+    assert not os.path.exists(files["out"])
+
+
+def test_missing_input_exit_2(files, capsys):
+    assert main([files["content"] + ".missing", files["style"], "-o", files["out"], "--weights", "random"]) == 2
+    assert "does not exist" in _error_line(capsys)
+
+
+def test_output_equal_to_input_exit_2(files, capsys):
+    before = open(files["content"], "rb").read()
+    assert main([files["content"], files["style"], "-o", files["content"], "--weights", "random"]) == 2
+    assert "is also an input" in _error_line(capsys)
+    assert open(files["content"], "rb").read() == before
+
+
+def test_cli_writes_outputs(files, capsys):
+    # The full five-layer run is a benchmark; here two layers at 32 px keep it fast.
+    report = os.path.join(os.path.dirname(files["out"]), "report.json")
+    code = main([files["content"], files["style"], "-o", files["out"], "--size", "32", "--weights", "random",
+                 "--report", report, "--save-normalized", "--plots", "--quiet", "--layers", ",".join(TWO)])
+    assert code == 0, capsys.readouterr().err
+    for suffix in ("", "_style_normalized", "_content_normalized", "_convergence", "_reference"):
+        assert os.path.exists(files["out"].replace(".png", f"{suffix}.png"))
+    data = json.load(open(report))
+    assert [s["stage"] for s in data["stages"]] == ["style"] * 2 + ["content"] * 2 + ["impose"] * 2
+    assert Image.open(files["out"]).size == (32, 32)
+
