@@ -12,6 +12,8 @@ from .errors import UserError
 PROG = "nst-gatys"
 DEFAULTS = GatysConfig()
 # CLI flag -> GatysConfig field, for every field (a test checks that none is missing).
+# Mode of a bare --original-colors: chosen by comparing both on the samples (README).
+ORIGINAL_COLORS_FLAG = "luminance"
 FLAG_FIELDS = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(GatysConfig)}
 
 
@@ -64,6 +66,15 @@ def build_parser():
     g.add_argument("--coarse-iterations", type=int, default=d.coarse_iterations,
                    help="iterations at each coarser scale (default: %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for noise init and random weights")
+    g = p.add_argument_group("colour")
+    g.add_argument("--color-match", default=d.color_match,
+                   help="recolour the style images to the content's colours first: none, meanvar, cov "
+                        "(mean and covariance, symmetric root), cholesky, histogram (default: %(default)s)")
+    g.add_argument("--color-source", default=d.color_source, metavar="PATH",
+                   help="take the colours for --color-match from this image instead of the content")
+    g.add_argument("--original-colors", nargs="?", const=ORIGINAL_COLORS_FLAG, default=d.original_colors,
+                   metavar="MODE", help="keep the content's colours: luminance (transfer luminance only) or swap "
+                   f"(post-hoc luminance swap); the flag alone means {ORIGINAL_COLORS_FLAG} (default: off)")
     g = p.add_argument_group("outputs")
     g.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="save the image every N iterations")
     g.add_argument("--contact-sheet", metavar="PNG", help="save the checkpoints side by side")
@@ -87,6 +98,8 @@ def _check_args(args):
     inputs = [args.content, *args.style]
     if args.init not in INITS:
         inputs.append(args.init)
+    if args.color_source:
+        inputs.append(args.color_source)
     check_output_path(args.output, inputs)
     for extra, exts in ((args.contact_sheet, (".png",)), (args.loss_plot, (".png",))):
         if extra:
@@ -109,6 +122,8 @@ def _run(argv):
     styles = [load_image(path, "style image") for path in args.style]
     if config.init not in INITS:
         load_image(config.init, "init image")  # fail now, not after building the model
+    if config.color_source:
+        load_image(config.color_source, "color source image")
     return _stylize_and_save(args, config, content, styles)
 
 

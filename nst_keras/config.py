@@ -33,6 +33,12 @@ class GatysConfig:
             doubling up to `size`, with coarse_iterations at each coarser scale; 0 disables
             [--coarse-size, --coarse-iterations].
         seed: seeds noise init and random weights [--seed].
+        color_match: recolour the style images to the content's (or color_source's) colour
+            statistics first: none, meanvar, cov, cholesky or histogram [--color-match].
+        color_source: an image path whose colours the style images take instead (None: the content)
+            [--color-source].
+        original_colors: keep the content's colours: 'off', 'luminance' (optimise luminance only)
+            or 'swap' (post-hoc luminance swap) [--original-colors [MODE]].
     """
 
     size: int = 512
@@ -56,6 +62,9 @@ class GatysConfig:
     coarse_size: int = 128
     coarse_iterations: int = 100
     seed: int = 0
+    color_match: str = "none"
+    color_source: str = None
+    original_colors: str = "off"
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -81,6 +90,13 @@ class GatysConfig:
             raise UserError("style_scale 0; accepted: a positive number")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("style_fit", self.style_fit, STYLE_FITS)
+        from .color import COLOR_MATCHES, ORIGINAL_COLORS
+
+        _check_choice("color_match", self.color_match, COLOR_MATCHES)
+        _check_choice("original_colors", self.original_colors, ORIGINAL_COLORS)
+        if self.color_source is not None and self.color_match == "none":
+            raise UserError(f"color_source '{self.color_source}' needs a colour match; accepted: "
+                            f"--color-match {', '.join(COLOR_MATCHES[1:])}")
         from .losses import TV_FORMS
 
         _check_choice("tv_form", self.tv_form, TV_FORMS)
