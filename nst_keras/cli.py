@@ -55,6 +55,11 @@ def build_parser():
     g.add_argument("--style-fit", default=d.style_fit, help=f"{', '.join(STYLE_FITS)} (default: %(default)s)")
     g.add_argument("--style-scale", type=float, default=d.style_scale,
                    help="with --style-fit scale: style long side / content long side (default: %(default)s)")
+    g.add_argument("--style-size", type=int, default=d.style_size, metavar="PX",
+                   help="long side of the style images at the output size, independent of the content "
+                        "(overrides --style-fit)")
+    g.add_argument("--style-scales", type=_numbers, default=d.style_scales,
+                   help="one size multiplier per style image (default: all 1)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--init", default=d.init, help=f"{', '.join(INITS)} or an image path (default: %(default)s)")
     g.add_argument("--optimizer", default=d.optimizer, help=f"{', '.join(OPTIMIZERS)} (default: %(default)s)")

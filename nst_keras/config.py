@@ -26,6 +26,10 @@ class GatysConfig:
         style_blend_weights: relative weights of several style images (None: equal) [--style-blend-weights].
         style_fit: how a style image is sized: 'resize' to the content size, 'scale' keeps its
             aspect with long side style_scale x the content's, 'crop' a centred window [--style-fit, --style-scale].
+        style_size: long side in px of every style image at the output size, whatever the
+            content's size (None: use style_fit); coarser scales shrink it with the output [--style-size].
+        style_scales: one size multiplier per style image, applied on top of style_fit /
+            style_size (None: all 1) [--style-scales].
         init: 'content', 'noise', 'style' or an image path [--init].
         optimizer, iterations, learning_rate: the optimiser, its iterations at the final scale and
             step size (None: the optimiser's default) [--optimizer, --iterations, --learning-rate].
@@ -55,6 +59,8 @@ class GatysConfig:
     tv_form: str = "power"
     style_fit: str = "scale"
     style_scale: float = 1.0
+    style_size: int = None
+    style_scales: tuple = None
     init: str = "content"
     optimizer: str = "lbfgs"
     iterations: int = 200
@@ -76,6 +82,15 @@ class GatysConfig:
         """Raise UserError naming the first bad value and what is accepted."""
         for name in ("content_weight", "style_weight", "tv_weight", "style_scale"):
             _check_weight(name, getattr(self, name))
+        if self.style_scales is not None:
+            for v in self.style_scales:
+                _check_weight("style_scales", v)
+                if v == 0:
+                    raise UserError(f"style_scales {list(self.style_scales)} contain 0; accepted: positive numbers")
+        if self.style_size is not None and (not isinstance(self.style_size, int) or
+                                            not 1 <= self.style_size <= self.max_size):
+            raise UserError(f"style_size {self.style_size!r}; accepted: a whole number from 1 to max_size "
+                            f"{self.max_size}")
         for name in ("style_layer_weights", "style_blend_weights"):
             values = getattr(self, name)
             if values is not None:

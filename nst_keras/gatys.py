@@ -61,13 +61,19 @@ def plan_scales(size, coarse_size):
     return sizes
 
 
-def fit_style(style, content_shape, config):
-    """Size a style image for a content image of shape (h, w) according to config.style_fit."""
-    if config.style_fit == "resize":
-        return resize_to(style, content_shape)
-    if config.style_fit == "crop":
-        return center_crop(style, content_shape)
-    long_side = max(1, round(max(content_shape) * config.style_scale))
+def fit_style(style, content_shape, config, index=0):
+    """Size style image number `index` for a content image of shape (h, w).
+
+    config.style_size (an absolute long side at config.size, shrunk with coarser scales) wins over
+    config.style_fit; config.style_scales[index] multiplies either.
+    """
+    factor = config.style_scales[index] if config.style_scales else 1.0
+    if config.style_size:
+        return fit_long_side(style, max(1, round(config.style_size * factor * max(content_shape) / config.size)))
+    if config.style_fit in ("resize", "crop"):
+        shape = tuple(max(1, round(n * factor)) for n in content_shape[:2])
+        return resize_to(style, shape) if config.style_fit == "resize" else center_crop(style, shape)
+    long_side = max(1, round(max(content_shape) * config.style_scale * factor))
     return fit_long_side(style, long_side)
 
 
@@ -238,6 +244,9 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
         raise UserError(f"{len(config.style_blend_weights)} style blend weights for {len(styles)} style "
                         "images; accepted: one weight per style image")
+    if config.style_scales is not None and len(config.style_scales) != len(styles):
+        raise UserError(f"{len(config.style_scales)} style scales for {len(styles)} style images; "
+                        "accepted: one scale per style image")
     color_source = load_image(config.color_source, "color source image") if config.color_source else None
     content, styles, finish_colors = color.prepare(content, styles, config, color_source)
     if extractor is None:
@@ -264,12 +273,12 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     for index, (long_side, n_iter) in enumerate(zip(sizes, iters)):
         shape = size_for_long_side(content.shape, long_side)
         c = resize_to(content, shape)
-        s = [fit_style(img, shape, config) for img in styles]
+        s = [fit_style(img, shape, config, i) for i, img in enumerate(styles)]
         for img in s:
             if min(img.shape[:2]) < min_side:
                 raise UserError(f"style image of {img.shape[1]}x{img.shape[0]} px at scale {long_side} is too "
                                 f"small for layer {extractor.deepest}; accepted: at least {min_side} px "
-                                "(raise --style-scale or --size)")
+                                "(raise --style-scale, --style-size or --size)")
         if x is None:
             x = _initial_image(config, c, s[0], rng)
             if config.original_colors == "luminance":
