@@ -11,6 +11,7 @@ from .config import GatysConfig
 from .errors import UserError
 from .image import center_crop, fit_long_side, load_image, resize_to, size_for_long_side
 from .losses import content_layer_loss, gram_matrix, style_layer_loss, total_variation_loss
+from .memory import check_fits
 from .models import build_extractor, map_layers, min_image_side
 
 TERMS = ("content", "style", "tv")
@@ -237,7 +238,8 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     Returns:
         StylizeResult. A non-finite loss ends the run early and keeps the last good image.
     Raises:
-        UserError: bad options or images too small for the deepest layer.
+        UserError: bad options, images too small for the deepest layer, or a size whose predicted
+            peak memory exceeds the available memory (nst_keras.memory).
     """
     config = (config or GatysConfig()).validate()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
@@ -262,6 +264,7 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     if min(final_shape) < min_side:
         raise UserError(f"output size {final_shape[1]}x{final_shape[0]} is too small for layer "
                         f"{extractor.deepest}; accepted: at least {min_side} px on the short side")
+    check_fits(final_shape, config.size, extractor.model_name, extractor.layers)  # a UserError, not an OOM kill
     sizes = [s for s in plan_scales(config.size, config.coarse_size)
              if min(size_for_long_side(content.shape, s)) >= min_side]
     rng = np.random.default_rng(config.seed)
