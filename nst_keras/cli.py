@@ -60,6 +60,9 @@ def build_parser():
                         "(overrides --style-fit)")
     g.add_argument("--style-scales", type=_numbers, default=d.style_scales,
                    help="one size multiplier per style image (default: all 1)")
+    g.add_argument("--style-masks", nargs="+", default=d.style_masks, metavar="MASK",
+                   help="one mask image per style image, white where that style applies (the content's "
+                        "aspect ratio, any size)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--init", default=d.init, help=f"{', '.join(INITS)} or an image path (default: %(default)s)")
     g.add_argument("--optimizer", default=d.optimizer, help=f"{', '.join(OPTIMIZERS)} (default: %(default)s)")
@@ -71,6 +74,14 @@ def build_parser():
     g.add_argument("--coarse-iterations", type=int, default=d.coarse_iterations,
                    help="iterations at each coarser scale (default: %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for noise init and random weights")
+    g = p.add_argument_group("large images")
+    g.add_argument("--tile-size", type=int, default=d.tile_size, metavar="PX",
+                   help="above this long side, stylise at PX first, then refine PX x PX tiles at --size "
+                        "(0: never tile; default: %(default)s)")
+    g.add_argument("--tile-overlap", type=int, default=d.tile_overlap, metavar="PX",
+                   help="least overlap of neighbouring tiles, blended (default: %(default)s)")
+    g.add_argument("--tile-iterations", type=int, default=d.tile_iterations,
+                   help="iterations per tile (default: %(default)s)")
     g = p.add_argument_group("colour")
     g.add_argument("--color-match", default=d.color_match,
                    help="recolour the style images to the content's colours first: none, meanvar, cov "
@@ -105,6 +116,7 @@ def _check_args(args):
         inputs.append(args.init)
     if args.color_source:
         inputs.append(args.color_source)
+    inputs += list(args.style_masks or [])
     check_output_path(args.output, inputs)
     for extra, exts in ((args.contact_sheet, (".png",)), (args.loss_plot, (".png",))):
         if extra:
@@ -133,7 +145,7 @@ def _run(argv):
 
 
 def _stylize_and_save(args, config, content, styles):
-    from .gatys import stylize
+    from .tiles import stylize_tiled as stylize  # plain gatys.stylize unless tiles are needed
     from .image import save_json, save_png
 
     bars = []  # created at the first iteration, after the weights message

@@ -30,6 +30,8 @@ class GatysConfig:
             content's size (None: use style_fit); coarser scales shrink it with the output [--style-size].
         style_scales: one size multiplier per style image, applied on top of style_fit /
             style_size (None: all 1) [--style-scales].
+        style_masks: one mask image path per style image, white where that style applies; the
+            style losses are restricted to each region (regions.py) [--style-masks].
         init: 'content', 'noise', 'style' or an image path [--init].
         optimizer, iterations, learning_rate: the optimiser, its iterations at the final scale and
             step size (None: the optimiser's default) [--optimizer, --iterations, --learning-rate].
@@ -37,6 +39,10 @@ class GatysConfig:
             doubling up to `size`, with coarse_iterations at each coarser scale; 0 disables
             [--coarse-size, --coarse-iterations].
         seed: seeds noise init and random weights [--seed].
+        tile_size, tile_overlap, tile_iterations: tiled rendering (tiles.py) when size > tile_size:
+            a pass at long side tile_size, then tile_iterations on each tile_size-px tile at full
+            resolution, neighbours sharing at least tile_overlap px; 0 disables
+            [--tile-size, --tile-overlap, --tile-iterations].
         color_match: recolour the style images to the content's (or color_source's) colour
             statistics first: none, meanvar, cov, cholesky or histogram [--color-match].
         color_source: an image path whose colours the style images take instead (None: the content)
@@ -61,6 +67,7 @@ class GatysConfig:
     style_scale: float = 1.0
     style_size: int = None
     style_scales: tuple = None
+    style_masks: tuple = None
     init: str = "content"
     optimizer: str = "lbfgs"
     iterations: int = 200
@@ -68,6 +75,9 @@ class GatysConfig:
     coarse_size: int = 128
     coarse_iterations: int = 100
     seed: int = 0
+    tile_size: int = 0
+    tile_overlap: int = 64
+    tile_iterations: int = 50
     color_match: str = "none"
     color_source: str = None
     original_colors: str = "off"
@@ -121,6 +131,14 @@ class GatysConfig:
         for name in ("coarse_size", "coarse_iterations", "seed"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise UserError(f"{name} {getattr(self, name)!r}; accepted: a whole number >= 0")
+        for name in ("tile_size", "tile_overlap", "tile_iterations"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise UserError(f"{name} {getattr(self, name)!r}; accepted: a whole number >= 0")
+        if self.tile_size and not 0 < 2 * self.tile_overlap <= self.tile_size:
+            raise UserError(f"tile_overlap {self.tile_overlap} for tile_size {self.tile_size}; accepted: "
+                            "an overlap from 1 px to half the tile size")
+        if self.tile_size and self.style_masks and self.size > self.tile_size:
+            raise UserError("style_masks cannot be combined with tiles yet; accepted: --tile-size 0 or no --style-masks")
         if self.size > self.max_size:
             raise UserError(f"size {self.size} exceeds max_size {self.max_size}; accepted: a size up to "
                             f"{self.max_size}, or raise --max-size")

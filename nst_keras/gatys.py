@@ -6,7 +6,7 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from . import __version__, color
+from . import __version__, color, regions
 from .config import GatysConfig
 from .errors import UserError
 from .image import center_crop, fit_long_side, load_image, resize_to, size_for_long_side
@@ -78,13 +78,28 @@ def fit_style(style, content_shape, config, index=0):
     return fit_long_side(style, long_side)
 
 
+def compute_style_targets(extractor, styles, layers, blend_weights, per_style=False):
+    """Gram targets per layer: blended [1, C, C] (normalised blend weights), or [S, C, C] per style."""
+    grams = [[] for _ in layers]
+    for style in styles:
+        sf = extractor(tf.constant(style[None]))
+        for i, n in enumerate(layers):
+            grams[i].append(gram_matrix(sf[n])[0].numpy())
+    if per_style:
+        return [np.stack(g) for g in grams]
+    return [np.tensordot(np.asarray(blend_weights, np.float32), np.stack(g), axes=1)[None] for g in grams]
+
+
 class Evaluator:
     """Loss and gradient of one image in one compiled pass, for SciPy and for TF optimisers.
 
-    Targets (content features, style Grams) are computed once at construction.
+    Targets (content features, style Grams) are computed once at construction. With `masks`
+    (one [H, W] mask per style, see regions.py) each style's Gram target is matched by the masked
+    Gram of its region and the regions' losses are summed with the blend weights.
+    `style_targets` (from style_targets()) skips computing the Grams, e.g. to share them across tiles.
     """
 
-    def __init__(self, extractor, content, styles, config, blend_weights=None):
+    def __init__(self, extractor, content, styles, config, blend_weights=None, masks=None, style_targets=None):
         self.config = config
         self.shape = content.shape
         self.content_layers = list(config.content_layers)
@@ -96,12 +111,12 @@ class Evaluator:
         self.extractor = extractor
         feats = extractor(tf.constant(content[None]))
         self.content_targets = [tf.constant(feats[n]) for n in self.content_layers]
-        grams = [0.0] * len(self.style_layers)
-        for weight, style in zip(bw, styles):
-            sf = extractor(tf.constant(style[None]))
-            for i, n in enumerate(self.style_layers):
-                grams[i] = grams[i] + float(weight) * gram_matrix(sf[n])
-        self.style_targets = [tf.constant(g) for g in grams]
+        if style_targets is None:
+            style_targets = compute_style_targets(extractor, styles, self.style_layers, bw, per_style=masks is not None)
+        self.style_targets = [tf.constant(t) for t in style_targets]
+        self.region_weights = tf.constant(bw, tf.float32)
+        self.region_masks = None if masks is None else [
+            tf.constant(regions.layer_masks(masks, feats[n].shape[1:3])) for n in self.style_layers]
         self.evaluations = 0
         self.last_terms = None
         spec = tf.TensorSpec([1, *self.shape], tf.float32)
@@ -113,10 +128,16 @@ class Evaluator:
         feats = self.extractor(image)
         content = tf.add_n([content_layer_loss(feats[n], t)[0]
                             for n, t in zip(self.content_layers, self.content_targets)])
-        style = tf.add_n([w * style_layer_loss(gram_matrix(feats[n]), t)[0]
-                          for n, w, t in zip(self.style_layers, self.style_layer_weights, self.style_targets)])
+        style = tf.add_n([w * self._style_layer_term(feats[n], t, i) for i, (n, w, t) in
+                          enumerate(zip(self.style_layers, self.style_layer_weights, self.style_targets))])
         tv = total_variation_loss(image, c.tv_form)[0]
         return tf.stack([c.content_weight * content, c.style_weight * style, c.tv_weight * tv])
+
+    def _style_layer_term(self, features, target, index):
+        if self.region_masks is None:
+            return style_layer_loss(gram_matrix(features), target)[0]
+        losses = style_layer_loss(regions.masked_grams(features, self.region_masks[index]), target)  # [S]
+        return tf.reduce_sum(self.region_weights * losses)
 
     def _loss_and_grad(self, image):
         with tf.GradientTape() as tape:
@@ -249,6 +270,10 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     if config.style_scales is not None and len(config.style_scales) != len(styles):
         raise UserError(f"{len(config.style_scales)} style scales for {len(styles)} style images; "
                         "accepted: one scale per style image")
+    masks = None
+    if config.style_masks:
+        masks = [regions.load_mask(path) for path in config.style_masks]
+        regions.check_masks(masks, content.shape, len(styles), config.style_masks)
     color_source = load_image(config.color_source, "color source image") if config.color_source else None
     content, styles, finish_colors = color.prepare(content, styles, config, color_source)
     if extractor is None:
@@ -288,7 +313,7 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
                 x = color.gray(color.luminance(x))
         else:
             x = resize_to(x, shape)
-        evaluator = Evaluator(extractor, c, s, config, config.style_blend_weights)
+        evaluator = Evaluator(extractor, c, s, config, config.style_blend_weights, masks=masks)
 
         def on_iteration(xi, terms, index=index, shape=shape, evaluator=evaluator):
             nonlocal done
