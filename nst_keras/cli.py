@@ -92,6 +92,8 @@ def build_parser():
                    metavar="MODE", help="keep the content's colours: luminance (transfer luminance only) or swap "
                    f"(post-hoc luminance swap); the flag alone means {ORIGINAL_COLORS_FLAG} (default: off)")
     g = p.add_argument_group("outputs")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the planned scales or tiles, predicted peak memory and time; run nothing")
     g.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="save the image every N iterations")
     g.add_argument("--contact-sheet", metavar="PNG", help="save the checkpoints side by side")
     g.add_argument("--loss-log", metavar="PATH", help="per-iteration loss terms as .csv or .json")
@@ -141,6 +143,11 @@ def _run(argv):
         load_image(config.init, "init image")  # fail now, not after building the model
     if config.color_source:
         load_image(config.color_source, "color source image")
+    if args.dry_run:
+        from .plan import format_plan, plan_run
+
+        print("\n".join(format_plan(plan_run(content.shape, config))))
+        return 0
     return _stylize_and_save(args, config, content, styles)
 
 
