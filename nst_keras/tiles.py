@@ -187,8 +187,16 @@ def stylize_tiled(content, style, config=None, callback=None, extractor=None, no
     for index, tile in enumerate(tiles):
         evaluator = gatys.Evaluator(extractor, content_full[tile.window], styles_full, plain, blend,
                                     style_targets=targets)
+        weight = blend_weights(tile, finished)[..., None]
 
-        def on_iteration(xi, terms, tile=tile, evaluator=evaluator):
+        def composite(xi, tile=tile, weight=weight):
+            """The whole canvas with this tile's current state blended in."""
+            out = canvas.copy()
+            x = np.clip(np.asarray(xi, np.float32).reshape(tile.height, tile.width, 3), 0.0, 1.0)
+            out[tile.window] = weight * x + (1.0 - weight) * out[tile.window]
+            return out
+
+        def on_iteration(xi, terms, tile=tile, evaluator=evaluator, composite=composite):
             done_iterations[0] += 1
             record = {"iteration": done_iterations[0], "scale": num_scales - 1, "tile": index,
                       "height": tile.height, "width": tile.width, "loss": float(terms.sum()),
@@ -198,9 +206,9 @@ def stylize_tiled(content, style, config=None, callback=None, extractor=None, no
             history.append(record)
             if callback is None:
                 return False
-            image_fn = (lambda xi=xi, tile=tile: np.asarray(xi, np.float32).reshape(tile.height, tile.width, 3))
+            image_fn = (lambda xi=xi: composite(xi))  # the progress image is the whole canvas
             return bool(callback(gatys.Progress(done_iterations[0], grand_total, num_scales - 1, num_scales,
-                                                (tile.height, tile.width), record["loss"],
+                                                full_shape, record["loss"],
                                                 dict(zip(gatys.TERMS, map(float, terms))), record["evaluations"],
                                                 record["elapsed"], image_fn)))
 
@@ -213,8 +221,7 @@ def stylize_tiled(content, style, config=None, callback=None, extractor=None, no
                                                   config.optimizer, lr)
         evaluations += evaluator.evaluations
         if x_new is not None:
-            w = blend_weights(tile, finished)[..., None]
-            canvas[tile.window] = w * np.clip(x_new, 0.0, 1.0) + (1.0 - w) * canvas[tile.window]
+            canvas = composite(x_new)
         finished.append(tile)
         if stop:
             break

@@ -73,9 +73,11 @@ def test_no_seam_across_tile_boundaries(tiny_extractor):
 
 def test_tiled_cli_and_small_sizes_fall_back(tmp_path, images, capsys):
     code, err = run(capsys, images["content"], images["style"], "-o", tmp_path / "o.png", *FAST,
-                    "--tile-size", "16", "--tile-overlap", "4", "--tile-iterations", "2")
+                    "--tile-size", "16", "--tile-overlap", "4", "--tile-iterations", "2", "--checkpoint-every", "5")
     assert code == 0, err
-    from nst_keras.image import read_png_metadata
+    from nst_keras.image import load_image, read_png_metadata
+
+    assert load_image(tmp_path / "o_0005.png").shape == (27, 32, 3)  # a tile-stage snapshot is the whole canvas
 
     meta = read_png_metadata(tmp_path / "o.png")
     assert meta["base_size"] == 16 and len(meta["tiles"]) == len(tiles.plan_tiles((27, 32), 16, 4))
