@@ -8,15 +8,21 @@ same towards recorded style values c_k, from layer 5 down to layer 1.
 
 Numerics (departures from the paper and from the thesis it builds on are marked "Departure"):
 each stage follows the straight feature path f_k(s) = (1 - s) f_k(start) + s target, s in
-[0, 1], with the min-norm flow dx/ds = J^+ d of the stacked Jacobian J = [J_<k; J_k] (rows:
-gradients of the channel means). The path is cut into a fixed number of segments. Each
-segment uses one Jacobian, taken at its midpoint (predicted with the previous Jacobian), and
-a chord (simplified Gauss-Newton) corrector that brings every constrained feature onto the
-path: x_{n+1} - x_n lies in the row space of J(x_mid). That midpoint rule is symmetric, so
-normalising and imposing retrace the same discrete curve in opposite directions: a round trip
-returns to its start up to the corrector tolerance and the small difference between the two
-midpoint Jacobians. Channels dead on the reference or on the start values (no gradient) and
-numerically dependent rows are left out of the constraints and reported.
+[0, 1], cut into a fixed number of segments (few for the deep, costly layers). Departure: the
+thesis descended a penalty with SGD; here each segment takes one explicit stacked Jacobian
+J = [J_<k; J_k] (rows: gradients of the channel means, vectorised reverse mode through the
+network truncated at each layer) at its start and solves x_b = x_a + J^T mu, f(x_b) = goal
+with chord (simplified Gauss-Newton) iterations x += J^+ (goal - f(x)), each one forward pass:
+the predictor part of a step is the min-norm step J^+ [0; d], orthogonal to the earlier layers'
+gradients, and the rest corrects the drift of the earlier layers and the curvature of layer k.
+When the chord iterations stop contracting, the segment goes on from its best iterate with a
+fresh Jacobian there (Gauss-Newton).
+Channels dead on the reference or at the path's ends, channels without gradient and
+numerically dependent rows are left out of the constraints and reported. Optionally
+(fixed_point_iterations > 0) normalising segments are implicit (Jacobian at the segment end),
+the exact inverse of the explicit imposing segments; on VGG features this did not pay (see the
+README): the channel means are so strongly curved (ReLU kinks on flat image regions) that the
+fixed point converges slowly.
 """
 import dataclasses
 import math
@@ -46,7 +52,11 @@ class DecoupledConfig:
         noise_draws: U(0, 1) noise images averaged for the reference [--noise-draws].
         segments: path segments per layer (one Jacobian each, plus one to start) [--segments].
         tolerance: the corrector stops when every constrained layer's relative error is below it.
-        max_corrections: chord corrector iterations per segment before the Jacobian is refreshed.
+        max_corrections: chord corrector iterations (forward passes) per segment.
+        max_refreshes: fresh Jacobians a segment may take when its chord iterations stall.
+        fixed_point_iterations, fixed_point_tolerance: Jacobian updates of an implicit
+            (normalising) segment, and the relative image change at which they stop
+            (0: explicit segments in both directions, the default).
         dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
             its layer's largest mean is dead and left unconstrained.
         penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
@@ -64,6 +74,9 @@ class DecoupledConfig:
     segments: tuple = (4, 2, 2, 1, 1)
     tolerance: float = 1e-5
     max_corrections: int = 60
+    max_refreshes: int = 8
+    fixed_point_iterations: int = 0
+    fixed_point_tolerance: float = 1e-5
     dead_tolerance: float = 1e-4
     penalty_steps: int = 200
     penalty_learning_rate: float = 5e-4
@@ -309,6 +322,7 @@ class _Stage:
         self.layer = net.layers[k]
         self.start_passes = dict(net.passes)
         self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()
         self.history = []
 
     def passes(self):
@@ -343,17 +357,16 @@ class _Stage:
 
 
 def _constrained_rows(net, k, start, target, reference_dead, dead_tolerance):
-    """Rows of the stacked feature vector (layers 0..k) that are constrained in stage k."""
+    """Rows of the stacked feature vector (layers 0..k) that are constrained in stage k.
+
+    Channels dead on the reference are left out everywhere. A channel of layer k that is dead
+    at the start of the path (and so has no gradient there) stays constrained: its Jacobian
+    row is dropped while it is zero and used once the channel wakes up.
+    """
     rows = []
-    for j in range(k):
+    for j in range(k + 1):
         live = np.setdiff1d(np.arange(net.channels[j]), reference_dead[net.layers[j]])
         rows.append(net.offsets[j] + live)
-    lo, hi = net.offsets[k], net.offsets[k + 1]
-    a, b = start[lo:hi], target
-    scale = max(a.max(), b.max(), 1e-30)
-    live = np.flatnonzero((a > dead_tolerance * scale) & (b > dead_tolerance * scale))
-    live = np.setdiff1d(live, reference_dead[net.layers[k]])
-    rows.append(lo + live)
     return np.concatenate(rows).astype(int)
 
 
@@ -377,79 +390,128 @@ def _factorise(net, x, k, rows, dead_tolerance):
     return solver
 
 
-def _project_stage(net, x, k, target, reference, config, stage):
-    """Min-norm continuation along the straight feature path (projected method)."""
+def _project_stage(net, x, k, target, reference, config, stage, implicit):
+    """Min-norm continuation along the straight feature path (projected method).
+
+    Each segment s_a -> s_b solves x_b = x_a + J^T mu, f(x_b) = path(s_b) with chord iterations
+    (every iterate stays in x_a + row space of J). Explicit segments (imposition) take J at the
+    start x_a; implicit segments (normalisation) take J at the end x_b, found by fixed-point
+    iteration on J. An implicit step is exactly undone by an explicit step in the other
+    direction (same J, same affine space), so impose(normalize(x)) returns to x up to the
+    corrector and fixed-point tolerances. A segment whose chord iterations do not converge is
+    split in two (reported; a split breaks the exact reversal).
+    """
     f_start = net.means(x, k)
     stage.earlier_goal = f_start
     lo = net.offsets[k]
     rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance)
     final_goal = f_start.copy()
     final_goal[lo:] = target
+    earlier_rows = rows[rows < lo]
 
     def goal(s):
         g = f_start.copy()
         g[lo:] = (1 - s) * f_start[lo:] + s * target
         return g
 
-    info = {"jacobians": 0, "refreshes": 0, "corrections": 0, "gradient_dead": set(), "dependent": set()}
-    max_cos, max_cos_move, earlier_rows = 0.0, 0.0, rows[rows < lo]
+    info = {"jacobians": 0, "refreshes": 0, "unconverged": 0, "corrections": 0, "fixed_point_iterations": 0,
+            "fixed_point_change": 0.0, "gradient_dead": set(), "dependent": set(), "max_cos": 0.0,
+            "max_cos_move": 0.0}
 
     def factor(at):
         solver = _factorise(net, at, k, rows, config.dead_tolerance)
         info["jacobians"] += 1
         info["gradient_dead"].update(solver.gradient_dead.tolist())
         info["dependent"].update(solver.dependent_rows.tolist())
-        return solver
-
-    def correct(x, g, solver, segment):
-        """Chord iterations x += J^+ (g - f(x)); refresh the Jacobian if they stop contracting."""
-        previous = math.inf
-        stalls = 0
-        for _ in range(config.max_corrections):
-            f = net.means(x, k)
-            err = stage.layer_errors(f, g, rows).max()
-            stage.report_progress(segment, f, final_goal, rows)
-            if err < config.tolerance:
-                break
-            stalls = stalls + 1 if err > 0.9 * previous else 0
-            if err > previous or stalls >= 5:
-                if err < 100 * config.tolerance:  # at the float32 noise floor
-                    break
-                solver = factor(x)  # the chord stopped contracting: a fresh Jacobian here
-                info["refreshes"] += 1
-                stalls = 0
-            previous = min(previous, err)
-            x = x + solver.solve((g - f)[solver.rows])
-            info["corrections"] += 1
-        return x, solver
-
-    n = int(config.segments[k])
-    solver = None
-    for i in range(n):
-        sa, sb = i / n, (i + 1) / n
-        if solver is None:
-            solver = factor(x)
-        x_mid, _ = correct(x, goal(0.5 * (sa + sb)), solver, i)   # predictor to the midpoint
-        solver = factor(x_mid)                                      # Jacobian at the midpoint
-        x_new, solver = correct(x, goal(sb), solver, i)           # corrector from the segment start
-        if earlier_rows.size:
-            # The projected (predictor) direction, and the whole segment move including corrections.
+        if earlier_rows.size:  # the projected direction must be orthogonal to the earlier rows
             earlier = np.flatnonzero(np.isin(solver.rows, earlier_rows))
             direction = np.zeros(solver.rows.size)
             set_part = solver.rows >= lo
             direction[set_part] = (target - f_start[lo:])[solver.rows[set_part] - lo]
-            max_cos = max(max_cos, solver.max_abs_cos(solver.solve(direction), earlier))
-            max_cos_move = max(max_cos_move, solver.max_abs_cos(x_new - x, earlier))
-        x = x_new
+            solver.earlier = earlier
+            info["max_cos"] = max(info["max_cos"], solver.max_abs_cos(solver.solve(direction), earlier))
+        return solver
+
+    def chord(x_start, g, solver, segment, refresh):
+        """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
+
+        With refresh=True a stalled iteration takes a fresh Jacobian at the current point
+        (Gauss-Newton) and goes on; otherwise it gives up (used by the implicit scheme).
+        """
+        x = x_start.copy()
+        f = net.means(x, k)
+        err = stage.layer_errors(f, g, rows).max()
+        stage.report_progress(segment, f, final_goal, rows)
+        best = (x, f, err)
+        stalls = refreshes = 0
+        for _ in range(config.max_corrections):
+            if err < config.tolerance:
+                return x, solver, True
+            x = x + solver.solve((g - f)[solver.rows])
+            info["corrections"] += 1
+            f = net.means(x, k)
+            err = stage.layer_errors(f, g, rows).max()
+            stage.report_progress(segment, f, final_goal, rows)
+            stalls = 0 if err < 0.9 * best[2] else stalls + 1
+            if err < best[2]:
+                best = (x, f, err)
+            if err > 10 * best[2] or stalls >= 4:
+                if best[2] < 10 * config.tolerance:  # at the float32 noise floor: accept
+                    return best[0], solver, True
+                if not refresh or refreshes >= config.max_refreshes:
+                    return best[0], solver, False
+                x, f, err = best  # a fresh Jacobian at the best iterate
+                solver = factor(x)
+                info["refreshes"] += 1
+                refreshes += 1
+                stalls = 0
+        return best[0], solver, best[2] < 10 * config.tolerance
+
+    def segment(x, sb, solver, index):
+        """Advance to s_b; returns (x_b, Jacobian factorisation to use next)."""
+        g = goal(sb)
+        if not implicit or not config.fixed_point_iterations:
+            x_new, solver, ok = chord(x, g, solver, index, refresh=True)
+        else:
+            x_new, _, ok = chord(x, g, solver, index, refresh=False)
+            change = 0.0
+            for _ in range(config.fixed_point_iterations):
+                end = factor(x_new)
+                info["fixed_point_iterations"] += 1
+                x_next, _, ok = chord(x, g, end, index, refresh=False)
+                change = float(np.linalg.norm(x_next - x_new) / np.linalg.norm(x))
+                x_new, solver = x_next, end
+                if change < config.fixed_point_tolerance:
+                    break
+            info["fixed_point_change"] = max(info["fixed_point_change"], change)
+            if not ok:  # fall back to the explicit scheme for the rest of this segment
+                x_new, solver, ok = chord(x_new, g, solver, index, refresh=True)
+        if earlier_rows.size:
+            info["max_cos_move"] = max(info["max_cos_move"], solver.max_abs_cos(x_new - x, solver.earlier))
+        info["unconverged"] += int(not ok)
+        return x_new, solver
+
+    n = int(config.segments[k])
+    if stage.layer_errors(f_start, final_goal, rows).max() < 10 * config.tolerance:
+        n = 0  # already there (e.g. an image normalised before): iterating on float32 noise only drifts
+    solver = factor(x) if n else None
+    for i in range(n):
+        x, solver = segment(x, (i + 1) / n, solver, i)
+        if i + 1 < n:
+            solver = factor(x)  # explicit: the next segment's Jacobian at its start
     f = net.means(x, k)
     stage.report_progress(n, f, final_goal, rows)
-    return x, f, rows, {"max_abs_cos": max_cos if k else None,
-                        "max_abs_cos_segment_move": max_cos_move if k else None, "jacobians": info["jacobians"],
-                        "jacobian_refreshes": info["refreshes"], "corrections": info["corrections"],
+    return x, f, rows, {"scheme": "implicit" if implicit else "explicit",
+                        "max_abs_cos": info["max_cos"] if k else None,
+                        "max_abs_cos_segment_move": info["max_cos_move"] if k else None,
+                        "jacobians": info["jacobians"], "jacobian_refreshes": info["refreshes"],
+                        "unconverged_segments": info["unconverged"],
+                        "corrections": info["corrections"], "fixed_point_iterations": info["fixed_point_iterations"],
+                        "fixed_point_change": info["fixed_point_change"] if implicit else None,
                         "gradient_dead": sorted(info["gradient_dead"]), "dependent": sorted(info["dependent"])}
 
 
-def _penalty_stage(net, x, k, target, reference, config, stage):
+def _penalty_stage(net, x, k, target, reference, config, stage, implicit=None):
     """Baseline (the thesis): plain SGD on sum_{j<=k} |f_j - t_j|^2, earlier targets = start values."""
     f_start = net.means(x, k)
     stage.earlier_goal = f_start
@@ -483,14 +545,14 @@ def _penalty_stage(net, x, k, target, reference, config, stage):
 
 
 def set_layer(net, x, k, target, reference, config, kind="normalize", stage_index=0, num_stages=1,
-              callback=None):
+              callback=None, implicit=True):
     """Move x (flat float64) so that layer k's means reach `target`, earlier layers fixed.
 
     Returns (x, stage report dict, convergence history).
     """
     stage = _Stage(net, k, kind, stage_index, num_stages, callback)
     run = _project_stage if config.method == "projected" else _penalty_stage
-    x, f, rows, extra = run(net, x, k, np.asarray(target, np.float64), reference, config, stage)
+    x, f, rows, extra = run(net, x, k, np.asarray(target, np.float64), reference, config, stage, implicit)
     lo, hi = net.offsets[k], net.offsets[k + 1]
     f_layers = net.split(f)
     set_rows = rows[rows >= lo] - lo
@@ -506,6 +568,7 @@ def set_layer(net, x, k, target, reference, config, kind="normalize", stage_inde
         "earlier_snr_db": earlier_snr,
         "min_earlier_snr_db": min(earlier_snr.values()) if earlier_snr else None,
         "passes": stage.passes(), "wall_time_s": time.perf_counter() - stage.t0,
+        "cpu_time_s": time.process_time() - stage.cpu0,
         "constrained_channels": int(set_rows.size), "channels": int(hi - lo),
         "unconstrained_channels": np.setdiff1d(np.arange(hi - lo), set_rows).tolist(),
         "out_of_box_fraction": float(np.mean((x < 0) | (x > 1))),
@@ -550,7 +613,7 @@ def normalize(net, image, reference, config, kind="normalize", first_stage=0, nu
     for k, name in enumerate(net.layers):
         recorded[name] = net.means(x, k)[net.offsets[k]:]
         x, report, hist = set_layer(net, x, k, reference.mean[name], reference, config, kind,
-                                    first_stage + k, num_stages, callback)
+                                    first_stage + k, num_stages, callback, implicit=True)
         reports.append(report)
         history += hist
     return x.reshape(*net.shape, 3), recorded, reports, history
@@ -563,7 +626,7 @@ def impose(net, image, features, reference, config, kind="impose", first_stage=0
     reports, history = [], []
     for i, k in enumerate(reversed(range(len(net.layers)))):
         x, report, hist = set_layer(net, x, k, features[net.layers[k]], reference, config, kind,
-                                    first_stage + i, num_stages, callback)
+                                    first_stage + i, num_stages, callback, implicit=False)
         reports.append(report)
         history += hist
     return x.reshape(*net.shape, 3), reports, history
