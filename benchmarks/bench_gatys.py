@@ -249,13 +249,17 @@ def part_memory(args):
 
     load0 = loadavg()
     rows = []
-    for size in args.memory_sizes:
+    if args.memory_results:  # re-render from saved child measurements (e.g. after refitting memory.py)
+        rows = json.load(open(args.memory_results))
+    for size in [] if rows else args.memory_sizes:
         evaluations = 2 if size <= 1024 else 1
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", str(size), "--evaluations", str(evaluations)]
         log(f"memory: size {size} in a subprocess")
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         log(f"memory: {rows[-1]}")
+    os.makedirs(OUT, exist_ok=True)
+    json.dump(rows, open(os.path.join(OUT, "memory_children.json"), "w"))
     pixels = np.array([r["shape"][0] * r["shape"][1] for r in rows], dtype=np.float64)
     peaks = np.array([r["peak_bytes"] for r in rows], dtype=np.float64)
     slope, intercept = np.polyfit(pixels, peaks, 1)
@@ -265,7 +269,9 @@ def part_memory(args):
              "compute the targets, one traced evaluation, then timed evaluations through "
              "`Evaluator.scipy_fun` (float64 in and out); peak = `ru_maxrss`. SciPy's L-BFGS-B workspace "
              "((2m + 5) n float64, n = 3 x pixels, m = 10) is not exercised by these evaluations; "
-             "`nst_keras.memory` adds it analytically (last column).", "",
+             "`nst_keras.memory` adds it analytically (last column)."
+             + (f" Measurements from {os.path.basename(args.memory_results)}, saved by the measuring run "
+                "`python benchmarks/bench_gatys.py --parts memory` (same session)." if args.memory_results else ""), "",
              "| long side | image | pixels | s/eval (CPU s) | first eval s (tracing) | peak RSS GiB | memory.py: evaluation GiB "
              "| memory.py: run incl. L-BFGS-B GiB |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -281,7 +287,7 @@ def part_memory(args):
               f"forward activation ({memory.activations_per_pixel(model, layers):.0f} floats per pixel for {model} up "
               f"to {rows[0]['deepest']}). memory.py uses BASE_BYTES = {memory.BASE_BYTES:.3g}, "
               f"BYTES_PER_ACTIVATION = {memory.BYTES_PER_ACTIVATION}; L-BFGS-B adds "
-              f"{memory.lbfgs_bytes(1)} bytes per pixel.", "", machine_note(load0)]
+              f"{memory.lbfgs_bytes(1)} bytes per pixel.", ""] + ([] if args.memory_results else [machine_note(load0)])
     return "gatys-memory", "Seconds per evaluation and peak memory", lines
 
 
@@ -408,6 +414,8 @@ def main(argv=None):
     p.add_argument("--c2f", metavar="SIZE:SINGLE:FINAL", nargs="+",
                    help="c2f part: long side, single-scale iterations, coarse-to-fine final-scale iteration cap "
                         "(default: 512:100:200 1024:20:60); other values write a section of their own")
+    p.add_argument("--memory-results", metavar="JSON",
+                   help="memory part: render the table from a saved memory_children.json instead of measuring")
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--evaluations", type=int, default=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

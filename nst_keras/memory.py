@@ -12,8 +12,8 @@ from .errors import UserError
 from .models import _BLOCK_CONVS, layer_names, layer_stride
 
 # Fitted on the benchmark machine (see BENCHMARKS.md, section "Seconds per evaluation and peak memory").
-BASE_BYTES = 1.0e9                 # resident before the first evaluation, and the fit's intercept
-BYTES_PER_ACTIVATION = 12.0        # peak bytes per float of forward activation (float32 x ~3 copies)
+BASE_BYTES = 0.99e9                # the fit's intercept (interpreter, TensorFlow, weights)
+BYTES_PER_ACTIVATION = 7.3         # the fit's slope per float of forward activation (~2 float32 copies)
 LBFGS_MAXCOR = 10                  # the m of _run_lbfgs
 _CHANNELS = (64, 128, 256, 512, 512)
 
