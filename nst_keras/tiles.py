@@ -148,6 +148,9 @@ def stylize_tiled(content, style, config=None, callback=None, extractor=None, no
     if min(tiles[0].height, tiles[0].width) < min_side:
         raise UserError(f"tiles of {tiles[0].width}x{tiles[0].height} px are too small for layer {extractor.deepest}; "
                         f"accepted: --tile-size of at least {min_side}")
+    from .memory import check_fits
+
+    check_fits((tiles[0].height, tiles[0].width), config.tile_size, extractor.model_name, extractor.layers)
     # Colours are handled once for the whole image; the base pass and the tiles see prepared images.
     from .image import load_image
 
