@@ -158,6 +158,8 @@ def stylize_tiled(content, style, config=None, callback=None, extractor=None, no
     content_p, styles_p, finish_colors = color.prepare(content, styles, config, color_source)
     plain = config.replace(color_match="none", color_source=None, original_colors="off")
     base_config = plain.replace(size=config.tile_size, tile_size=0)
+    if config.style_size:  # the base pass sees the style shrunk with the output, as coarse scales do
+        base_config = base_config.replace(style_size=max(1, round(config.style_size * config.tile_size / config.size)))
     start = time.perf_counter()
     grand_total = None
     base_scales = [0]

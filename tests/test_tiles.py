@@ -96,3 +96,19 @@ def test_tiles_bad_inputs(tmp_path, images, capsys, argv, needles):
     argv = [a.format(content=images["content"]) for a in argv]
     code, err = run(capsys, images["content"], images["style"], "-o", tmp_path / "o.png", *FAST, *argv)
     assert_one_line_error(code, err, *needles)
+
+
+def test_style_size_is_kept_relative_to_the_output_in_the_base_pass(tiny_extractor, monkeypatch):
+    seen = []
+    real = gatys.fit_style
+
+    def spy(style, shape, config, index=0):
+        out = real(style, shape, config, index)
+        seen.append((max(shape), max(out.shape[:2])))
+        return out
+
+    monkeypatch.setattr(gatys, "fit_style", spy)
+    config = GatysConfig(size=64, tile_size=32, tile_overlap=8, tile_iterations=1, iterations=1, coarse_size=0,
+                         style_size=48, model="vgg16", weights="random", **LAYERS)
+    tiles.stylize_tiled(make_image(48, 64, 0), make_image(40, 40, 1), config, extractor=tiny_extractor)
+    assert (32, 24) in seen and (64, 48) in seen  # style/output ratio 3/4 in the base pass and the tiles
