@@ -52,7 +52,8 @@ class GatysConfig:
     """
 
     size: int = 512
-    max_size: int = 2048
+    # The largest square side whose predicted peak (nst_keras.memory: 18.9 GiB at 2560 px) fits a 24 GB machine.
+    max_size: int = 2560
     model: str = "vgg19"
     weights: str = "auto"
     content_layers: tuple = ("block4_conv2",)
@@ -70,7 +71,10 @@ class GatysConfig:
     style_masks: tuple = None
     init: str = "content"
     optimizer: str = "lbfgs"
-    iterations: int = 200
+    # Schedule (BENCHMARKS.md, gatys-coarse-to-fine-512 and gatys-readme): 100 L-BFGS-B iterations at
+    # 128 and 256 px cost about a tenth of the final scale; at 512 px the final-scale loss falls
+    # little after 100 iterations, so 512 px takes a few minutes on 2 CPU cores.
+    iterations: int = 100
     learning_rate: float = None
     coarse_size: int = 128
     coarse_iterations: int = 100

@@ -104,6 +104,7 @@ def check_fits(shape, size, model, layers, available=None):
         return
     fits = largest_fitting_size(shape, model, layers, available + resident)
     gib = 2 ** 30
-    accepted = f"--size {fits} or less (or free memory)" if fits else "free memory first (no size fits now)"
+    accepted = (f"--size {fits} or less, or --tile-size {fits} or less (tiled rendering), or free memory"
+                if fits else "free memory first (no size fits now)")
     raise UserError(f"size {size} ({shape[1]}x{shape[0]} px) needs about {need / gib:.1f} GiB more memory but "
                     f"{available / gib:.1f} GiB is available; accepted: {accepted}")

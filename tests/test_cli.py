@@ -70,7 +70,7 @@ def test_full_run_writes_everything(tmp_path, images, capsys):
     (["{content}", "{style}", "-o", "{tmp}/nodir/out.png"], ["does not exist"]),
     (["{content}", "{style}", "-o", "{tmp}/out.jpg"], ["unsupported extension", ".png"]),
     (["{content}", "{style}", "--optimizer", "adamw"], ["unknown optimizer 'adamw'", "accepted: lbfgs"]),
-    (["{content}", "{style}", "--size", "5000"], ["exceeds max_size 2048"]),
+    (["{content}", "{style}", "--size", "5000"], ["exceeds max_size 2560"]),
     (["{content}", "{style}", "--size", "3"], ["too small for layer"]),
     (["{content}", "{style}", "{style}", "--style-blend-weights", "1"], ["one weight per style image"]),
     (["{content}", "{style}", "--init", "{missing}"], ["init image", "does not exist"]),
