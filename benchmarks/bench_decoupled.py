@@ -58,10 +58,11 @@ def stage_table(stages):
     return "\n".join(lines)
 
 
-def run_size(size, content_path, style_path, config, log):
+def run_size(size, content_path, style_path, config, log, partial=None, on_stage=None):
     content = center_crop(load_image(content_path), (size, size))
     style = center_crop(load_image(style_path), (size, size))
     config = config.replace(size=size)
+    partial = [] if partial is None else partial
     t0, c0 = time.perf_counter(), time.process_time()
     net, extractor = dc.build_net(config, (size, size))
     build = time.perf_counter() - t0
@@ -71,8 +72,13 @@ def run_size(size, content_path, style_path, config, log):
     n = len(net.layers)
 
     def cb(p):
-        if p.segment == 0 and p.passes["forward"] == 1:
-            log(f"  {size}px {p.stage} {p.layer} ...")
+        if p.report is not None:
+            r = p.report
+            log(f"  {size}px {p.stage} {p.layer}: set {r['set_snr_db']:.1f} dB, earlier "
+                f"{_fmt(r['min_earlier_snr_db'])} dB, {r.get('jacobians')} Jacobians, {r['wall_time_s']:.0f} s")
+            partial.append(r)
+            if on_stage is not None:
+                on_stage()
 
     norm_style, style_features, r1, h1 = dc.normalize(net, style, reference, config, "style", 0, 3 * n, cb)
     norm_content, content_features, r2, h2 = dc.normalize(net, content, reference, config, "content", n, 3 * n, cb)
@@ -119,10 +125,10 @@ def save_figures(res):
 
 
 def markdown(results, penalty, command, load):
+    names = [os.path.basename(p) for p in samples()]
     out = ["## Decoupled mode", "", f"Command: `{command}`", "",
            "Samples: content `%s`, style `%s`, centre-cropped to squares; bundled VGG16 backbone "
-           "(weights `hed`); layers block1..5_conv1 (64+128+256+512+512 channels)." % (
-               results[0]["content"], results[0]["style"]),
+           "(weights `hed`); layers block1..5_conv1 (64+128+256+512+512 channels)." % tuple(names),
            f"Machine load during the run (1-min load average at the start of each size): {load}. Other jobs "
            "shared the 2 cores, so wall times are upper bounds; CPU seconds are this process's own.", ""]
     for r in results:
@@ -169,10 +175,13 @@ def main(argv=None):
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    results, penalty, loads = [], None, []
+    results, penalty, loads, partial = [], None, [], []
 
     def publish():
         text = markdown(results, penalty, command.strip(), ", ".join(loads))
+        if partial:
+            text += ("\n\n### Unfinished run at %dx%d (stages completed so far)\n\n" % (size, size)
+                     + stage_table(partial))
         if args.no_write:
             print(text)
         else:
@@ -185,7 +194,9 @@ def main(argv=None):
     for i, size in enumerate(args.sizes):
         loads.append(f"{size}px {os.getloadavg()[0]:.1f}")
         log(f"decoupled pipeline at {size}x{size}")
-        res = run_size(size, content, style, config, log)
+        partial.clear()
+        res = run_size(size, content, style, config, log, partial, publish)
+        partial.clear()
         save_figures(res)
         results.append(res)
         publish()

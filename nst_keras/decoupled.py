@@ -15,8 +15,8 @@ network truncated at each layer) at its start and solves x_b = x_a + J^T mu, f(x
 with chord (simplified Gauss-Newton) iterations x += J^+ (goal - f(x)), each one forward pass:
 the predictor part of a step is the min-norm step J^+ [0; d], orthogonal to the earlier layers'
 gradients, and the rest corrects the drift of the earlier layers and the curvature of layer k.
-When the chord iterations stop contracting, the segment goes on from its best iterate with a
-fresh Jacobian there (Gauss-Newton).
+Steps are damped (halved until the error drops); when the chord iterations stop contracting,
+the segment goes on with a fresh Jacobian at the current point (damped Gauss-Newton).
 Channels dead on the reference or at the path's ends, channels without gradient and
 numerically dependent rows are left out of the constraints and reported. Optionally
 (fixed_point_iterations > 0) normalising segments are implicit (Jacobian at the segment end),
@@ -72,9 +72,9 @@ class DecoupledConfig:
     method: str = "projected"
     noise_draws: int = 8
     segments: tuple = (4, 2, 2, 1, 1)
-    tolerance: float = 1e-5
-    max_corrections: int = 60
-    max_refreshes: int = 8
+    tolerance: float = 1e-4
+    max_corrections: int = 40
+    max_refreshes: int = 4
     fixed_point_iterations: int = 0
     fixed_point_tolerance: float = 1e-5
     dead_tolerance: float = 1e-4
@@ -133,6 +133,7 @@ class Progress:
     min_earlier_snr_db: float
     passes: dict            # {'forward': n, 'reverse': n} so far in this stage
     elapsed: float          # seconds since the start of the stage
+    report: dict = None     # the stage's report, on the last call of a stage only
 
 
 @dataclass
@@ -435,37 +436,46 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
     def chord(x_start, g, solver, segment, refresh):
         """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
 
+        Convergence is judged on the rows the factorisation uses: a channel without gradient
+        (dead at this point) cannot be moved and would otherwise hide the progress of the rest.
+
         With refresh=True a stalled iteration takes a fresh Jacobian at the current point
         (Gauss-Newton) and goes on; otherwise it gives up (used by the implicit scheme).
         """
         x = x_start.copy()
         f = net.means(x, k)
-        err = stage.layer_errors(f, g, rows).max()
+        err = stage.layer_errors(f, g, solver.rows).max()
         stage.report_progress(segment, f, final_goal, rows)
-        best = (x, f, err)
         stalls = refreshes = 0
         for _ in range(config.max_corrections):
             if err < config.tolerance:
                 return x, solver, True
-            x = x + solver.solve((g - f)[solver.rows])
+            dx = solver.solve((g - f)[solver.rows])
             info["corrections"] += 1
-            f = net.means(x, k)
-            err = stage.layer_errors(f, g, rows).max()
-            stage.report_progress(segment, f, final_goal, rows)
-            stalls = 0 if err < 0.9 * best[2] else stalls + 1
-            if err < best[2]:
-                best = (x, f, err)
-            if err > 10 * best[2] or stalls >= 4:
-                if best[2] < 10 * config.tolerance:  # at the float32 noise floor: accept
-                    return best[0], solver, True
+            step = 1.0
+            for _ in range(5):  # damping: halve the step until the error drops
+                x_try = x + step * dx
+                f_try = net.means(x_try, k)
+                err_try = stage.layer_errors(f_try, g, solver.rows).max()
+                if err_try < err:
+                    break
+                step *= 0.5
+            improved = err_try < err
+            stalls = 0 if err_try < 0.7 * err else stalls + 1
+            if improved:
+                x, f, err = x_try, f_try, err_try
+                stage.report_progress(segment, f, final_goal, rows)
+            if not improved or stalls >= 4:
+                if err < 3 * config.tolerance:  # at the float32 noise floor: accept
+                    return x, solver, True
                 if not refresh or refreshes >= config.max_refreshes:
-                    return best[0], solver, False
-                x, f, err = best  # a fresh Jacobian at the best iterate
-                solver = factor(x)
+                    return x, solver, False
+                solver = factor(x)  # the chord stopped contracting: a fresh Jacobian here
+                err = stage.layer_errors(f, g, solver.rows).max()  # its active rows may differ
                 info["refreshes"] += 1
                 refreshes += 1
                 stalls = 0
-        return best[0], solver, best[2] < 10 * config.tolerance
+        return x, solver, err < 3 * config.tolerance
 
     def segment(x, sb, solver, index):
         """Advance to s_b; returns (x_b, Jacobian factorisation to use next)."""
@@ -492,7 +502,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         return x_new, solver
 
     n = int(config.segments[k])
-    if stage.layer_errors(f_start, final_goal, rows).max() < 10 * config.tolerance:
+    if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.tolerance:
         n = 0  # already there (e.g. an image normalised before): iterating on float32 noise only drifts
     solver = factor(x) if n else None
     for i in range(n):
@@ -578,6 +588,12 @@ def set_layer(net, x, k, target, reference, config, kind="normalize", stage_inde
         if key in extra:
             extra[key] = _by_layer(net, extra[key])
     report.update(extra)
+    if callback is not None:
+        last = stage.history[-1]
+        callback(Progress(stage=kind, layer=net.layers[k], stage_index=stage_index, num_stages=num_stages,
+                          segment=last["segment"], snr_db=last["snr_db"],
+                          min_earlier_snr_db=last["min_earlier_snr_db"] or math.inf, passes=stage.passes(),
+                          elapsed=report["wall_time_s"], report=report))
     return x, report, stage.history
 
 
