@@ -100,13 +100,19 @@ def part_recipes(args):
         ("TensorFlow tutorial", R.run_tutorial, R.TutorialEvaluator, "scale",
          "Adam lr 0.02, beta_1 0.99, eps 0.1, clip to [0, 1]"),
     ]
+    recipes = [r for r in recipes if r[0].split(".")[0].split()[0].lower() in args.recipes]
     for name, runner, evaluator_cls, fit, recipe_text in recipes:
         config = default_config(content_layers=(R.CONTENT_LAYER,), style_layers=tuple(R.STYLE_LAYERS),
                                 size=size, style_fit=fit)
         style = resize_to(style_full, content.shape[:2]) if fit == "resize" else fit_style(style_full, content.shape[:2], config)
-        log(f"{name}: {steps} recipe steps at {content.shape[1]}x{content.shape[0]}")
-        image, final, seconds, cpu, losses = runner(extractor, content, style, steps, log_every=50, log=log)
-        save(f"recipe_{name.split()[0].lower()}_{steps}.png", image)
+        key = name.split(".")[0].split()[0].lower()
+        if key in args.recipe_result:  # the recipe's figures from an earlier run (see --recipe-result)
+            final, seconds, steps = args.recipe_result[key]
+            cpu = float("nan")
+        else:
+            log(f"{name}: {steps} recipe steps at {content.shape[1]}x{content.shape[0]}")
+            image, final, seconds, cpu, losses = runner(extractor, content, style, steps, log_every=50, log=log)
+            save(f"recipe_{key}_{steps}.png", image)
         log(f"{name}: final loss {final:.5g} after {seconds:.0f} s; now our pipeline")
         ours = R.time_to_loss(evaluator_cls, extractor, content, style, config, final, args.max_final_iterations)
         save(f"ours_on_{name.split()[0].lower()}_loss.png", ours["image"])
@@ -130,17 +136,23 @@ def part_recipes(args):
     for r in rows:
         o = r["ours"]
         if o["reached"]:
-            ratio = f"**{r['seconds'] / o['seconds']:.0f}x** ({r['cpu'] / o['cpu']:.0f}x)"
+            ratio = f"**{r['seconds'] / o['seconds']:.0f}x** ({r['cpu'] / o['cpu']:.0f}x)".replace("(nanx)", "(n/a)")
         else:
             ratio = f"not reached (best {o['loss']:.4g})"
-        lines.append(f"| {r['name']} | {r['recipe']} | {r['steps']} | {r['per_step']:.2f} | {r['final']:.4g} | "
-                     f"{r['seconds']:.0f} ({r['cpu']:.0f}) | {o['seconds']:.1f} ({o['cpu']:.1f}) | "
-                     f"{o['iteration']}, {o['evaluations']} | {ratio} |")
+        lines.append((f"| {r['name']} | {r['recipe']} | {r['steps']} | {r['per_step']:.2f} | {r['final']:.4g} | "
+                      f"{r['seconds']:.0f} ({r['cpu']:.0f}) | {o['seconds']:.1f} ({o['cpu']:.1f}) | "
+                      f"{o['iteration']}, {o['evaluations']} | {ratio} |").replace("(nan)", "(n/a)"))
+    if args.recipe_result:
+        lines += ["", "Recipe figures for " + ", ".join(args.recipe_result) + " come from an earlier run in this "
+                  "session (given with --recipe-result: final loss, wall seconds, steps, from its log; no CPU "
+                  "seconds were logged): that run's own measurement of our pipeline crashed because "
+                  "gatys.py was being edited in the shared working tree while it ran."]
     lines += ["", "For reference, the same L-BFGS-B on one scale (`--coarse-size 0`): "
               + "; ".join(f"{r['name']} {r['single']['seconds']:.1f} s ({r['seconds'] / r['single']['seconds']:.0f}x)"
                           if r["single"]["reached"] else f"{r['name']} not reached" for r in rows) + ".",
               "", machine_note(load0)]
-    return "gatys-recipes", "Time to quality against two recipes", lines
+    suffix = "" if len(recipes) == 2 else "-" + recipes[0][0].split(".")[0].split()[0].lower()
+    return "gatys-recipes" + suffix, "Time to quality against " + ", ".join(r[0] for r in recipes), lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,17 +401,21 @@ def part_readme(args):
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "gatys.py"), CONTENT, STYLE, "-o", out, "-q"]
     if args.quick:
         cmd += ["--size", "128", "--iterations", "5", "--coarse-iterations", "5"]
-    t = time.perf_counter()
+    import resource
+
+    t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True)
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     meta = json.load(open(os.path.splitext(out)[0] + ".json"))
     cfg = meta["config"]
     lines = ["`python scripts/gatys.py samples/content_chelsea.jpg samples/style_swirling_night.jpg -o out.png` "
              "at the default settings, timed end to end (interpreter start, model build, all scales, saving).", "",
-             "| size | scales | iterations (coarse each, final) | evaluations | weights | wall s (whole command) |",
-             "|---|---|---|---|---|---|",
+             "| size | scales | iterations (coarse each, final) | evaluations | weights | wall s (whole command) "
+             "| CPU s (all threads) |", "|---|---|---|---|---|---|---|",
              f"| {cfg['size']} | {meta['scales']} | {cfg['coarse_iterations']}, {cfg['iterations']} | "
-             f"{meta['evaluations']} | {meta['extractor']['model']} {meta['extractor']['weights']} | **{seconds:.0f}** |",
+             f"{meta['evaluations']} | {meta['extractor']['model']} {meta['extractor']['weights']} | **{seconds:.0f}** | {cpu:.0f} |",
              "", machine_note(load0)]
     return "gatys-readme", "End-to-end README command", lines
 
@@ -414,11 +430,19 @@ def main(argv=None):
     p.add_argument("--c2f", metavar="SIZE:SINGLE:FINAL", nargs="+",
                    help="c2f part: long side, single-scale iterations, coarse-to-fine final-scale iteration cap "
                         "(default: 512:100:200 1024:20:60); other values write a section of their own")
+    p.add_argument("--recipes", default="keras,tensorflow",
+                   help="recipes part: keras (keras.io) and/or tensorflow (the TF tutorial); one alone writes "
+                        "a section of its own")
+    p.add_argument("--recipe-result", metavar="RECIPE=LOSS:SECONDS:STEPS", nargs="*", default=[],
+                   help="recipes part: skip running RECIPE and use these logged figures of an earlier run")
     p.add_argument("--memory-results", metavar="JSON",
                    help="memory part: render the table from a saved memory_children.json instead of measuring")
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--evaluations", type=int, default=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.recipes = [r.strip() for r in args.recipes.split(",")]
+    args.recipe_result = {k: (float(v.split(":")[0]), float(v.split(":")[1]), int(v.split(":")[2]))
+                          for k, v in (item.split("=") for item in args.recipe_result)}
     if args.memory_child:
         return memory_child(args.memory_child, args.evaluations)
     if args.quick:

@@ -106,7 +106,7 @@ class KerasIoEvaluator(gatys.Evaluator):
     (resized to the content size, as the recipe does), normalised by this scale's rows*cols.
     """
 
-    def __init__(self, extractor, content, styles, config, blend_weights=None):
+    def __init__(self, extractor, content, styles, config, blend_weights=None, **unused):
         self.config, self.shape, self.extractor = config, content.shape, extractor
         self.evaluations, self.last_terms = 0, None
         feats = extractor(tf.constant(content[None]))
@@ -181,7 +181,7 @@ def run_tutorial(extractor, content, style, steps, log_every=0, log=print):
 class TutorialEvaluator(gatys.Evaluator):
     """The TensorFlow tutorial's loss as a function of an image in [0, 1], for our optimisers."""
 
-    def __init__(self, extractor, content, styles, config, blend_weights=None):
+    def __init__(self, extractor, content, styles, config, blend_weights=None, **unused):
         self.config, self.shape, self.extractor = config, content.shape, extractor
         self.evaluations, self.last_terms = 0, None
         self.content_target, self.style_targets = _tutorial_targets(extractor, content, styles[0])
