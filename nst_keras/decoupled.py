@@ -510,8 +510,10 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         if i + 1 < n:
             solver = factor(x)  # explicit: the next segment's Jacobian at its start
     f = net.means(x, k)
+    if solver is not None and earlier_rows.size:
+        x, f = _restore_earlier(net, x, f, k, final_goal, rows, solver, config, stage, info)
     stage.report_progress(n, f, final_goal, rows)
-    return x, f, rows, {"scheme": "implicit" if implicit else "explicit",
+    return x, f, rows, {"restore_steps": info.get("restore_steps", 0), "scheme": "implicit" if implicit else "explicit",
                         "max_abs_cos": info["max_cos"] if k else None,
                         "max_abs_cos_segment_move": info["max_cos_move"] if k else None,
                         "jacobians": info["jacobians"], "jacobian_refreshes": info["refreshes"],
@@ -519,6 +521,40 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                         "corrections": info["corrections"], "fixed_point_iterations": info["fixed_point_iterations"],
                         "fixed_point_change": info["fixed_point_change"] if implicit else None,
                         "gradient_dead": sorted(info["gradient_dead"]), "dependent": sorted(info["dependent"])}
+
+
+def _restore_earlier(net, x, f, k, goal, rows, solver, config, stage, info):
+    """Bring drifted earlier layers back to their values with min-norm steps in their rows only.
+
+    Used when the set layer could not converge (its error then stays as it is); the rows come
+    from the last factorisation, so this costs forward passes only.
+    """
+    lo = net.offsets[k]
+    errs = stage.layer_errors(f, goal, rows)
+    if errs[:-1].max() < 3 * config.tolerance:
+        return x, f
+    feature_rows = solver.rows[solver.kept]
+    mask = feature_rows < lo
+    sub = MinNormSolver(solver._unit[mask] * solver._scale[mask, None], dead_tol=0.0)
+    err = errs[:-1].max()
+    for _ in range(config.max_corrections):
+        if err < config.tolerance:
+            break
+        dx = sub.solve((goal - f)[feature_rows[mask]])
+        step, improved = 1.0, False
+        for _ in range(5):
+            x_try = x + step * dx
+            f_try = net.means(x_try, k)
+            err_try = stage.layer_errors(f_try, goal, rows)[:-1].max()
+            if err_try < err:
+                improved = True
+                break
+            step *= 0.5
+        if not improved:
+            break
+        x, f, err = x_try, f_try, err_try
+        info["restore_steps"] = info.get("restore_steps", 0) + 1
+    return x, f
 
 
 def _penalty_stage(net, x, k, target, reference, config, stage, implicit=None):
