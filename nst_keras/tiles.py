@@ -6,10 +6,11 @@
    output's scale (in chunks, see chunked_style_targets), so tiles cannot drift apart in style;
    content targets come from the content tile.
 3. Tiles are refined in raster order, each starting from the current canvas (which already holds
-   its refined neighbours), and written back with a weight that rises smoothly from 0 to 1 across
-   the overlap on the sides shared with tiles done before it (above, left), and is 1 elsewhere.
-   At a tile's first shared row/column the canvas keeps the neighbour's pixels exactly, and the
-   neighbour's last rows, refined next to its border, are replaced, so neither edge leaves a step.
+   its refined neighbours), and written back with raised-cosine weights (blend_weights): over
+   each overlap the final image is the earlier tile, then a smooth mix, then the later tile, so
+   no edge leaves a step, and the border rows of each refinement (where VGG's zero padding acted)
+   are replaced. The earlier tile also fades into the not yet refined canvas over the far half
+   of the overlap, so the later tile does not start from a step either.
 """
 import dataclasses
 import time
@@ -51,33 +52,46 @@ def plan_tiles(shape, tile_size, overlap):
     return [Tile(t, l, th, tw) for t in tile_starts(h, th, overlap) for l in tile_starts(w, tw, overlap)]
 
 
-def _ramp(shared):
-    """Weights for `shared` rows: a raised-cosine rise from 0 over the first three quarters, then 1.
-
-    The last quarter replaces the earlier tile's border rows outright: there its refinement saw
-    the image edge (VGG's zero padding), which is where a seam would come from.
-    """
-    length = max(1, shared - shared // 4)
+def _rise(shared):
+    """Weights for `shared` rows next to a finished tile: a raised cosine from 0 over the first half, then 1."""
+    half = max(1, shared // 2)
     ramp = np.ones(shared, np.float32)
-    ramp[:length] = 0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)
+    ramp[:half] = 0.5 - 0.5 * np.cos(np.pi * np.arange(half) / half)
     return ramp
 
 
-def blend_weights(tile, done):
-    """[h, w] write-back weight of `tile`: over the rows (columns) it shares with a tile in `done`
-    above it (left of it), _ramp from 0 at its edge; 1 elsewhere."""
+def _fall(shared):
+    """Weights for `shared` rows next to a tile still to come: 1, then a raised cosine down to 0 at the edge."""
+    return _rise(shared)[::-1].copy()
+
+
+def blend_weights(tile, done, pending=()):
+    """[h, w] write-back weight of `tile`.
+
+    Across the rows (columns) it shares with a finished tile above (left of) it, the weight rises
+    from 0 over the first half; across those it shares with a tile still to come below (right of)
+    it, it falls to 0 over the second half, which that tile will overwrite with weight 1. So in
+    the final image an overlap is the earlier tile, a smooth mix, then the later tile; and the
+    later tile starts from a canvas without a step where the earlier tile ended.
+    """
     wy, wx = np.ones(tile.height, np.float32), np.ones(tile.width, np.float32)
-    for other in done:
+    for other, before in [(t, True) for t in done] + [(t, False) for t in pending]:
         rows = min(tile.top + tile.height, other.top + other.height) - max(tile.top, other.top)
         cols = min(tile.left + tile.width, other.left + other.width) - max(tile.left, other.left)
         if rows <= 0 or cols <= 0:
             continue
-        if other.top < tile.top:
+        if before and other.top < tile.top:
             n = other.top + other.height - tile.top
-            wy[:n] = np.minimum(wy[:n], _ramp(n))
-        elif other.left < tile.left:
+            wy[:n] = np.minimum(wy[:n], _rise(n))
+        elif before and other.left < tile.left:
             n = other.left + other.width - tile.left
-            wx[:n] = np.minimum(wx[:n], _ramp(n))
+            wx[:n] = np.minimum(wx[:n], _rise(n))
+        elif not before and other.top > tile.top:
+            n = tile.top + tile.height - other.top
+            wy[-n:] = np.minimum(wy[-n:], _fall(n))
+        elif not before and other.left > tile.left:
+            n = tile.left + tile.width - other.left
+            wx[-n:] = np.minimum(wx[-n:], _fall(n))
     return wy[:, None] * wx[None, :]
 
 
@@ -192,7 +206,7 @@ def stylize_tiled(content, style, config=None, callback=None, extractor=None, no
     for index, tile in enumerate(tiles):
         evaluator = gatys.Evaluator(extractor, content_full[tile.window], styles_full, plain, blend,
                                     style_targets=targets)
-        weight = blend_weights(tile, finished)[..., None]
+        weight = blend_weights(tile, finished, tiles[index + 1:])[..., None]
 
         def composite(xi, tile=tile, weight=weight):
             """The whole canvas with this tile's current state blended in."""

@@ -18,15 +18,18 @@ def test_tile_starts_cover_with_overlap(length, tile, overlap):
         assert size - (b - a) >= overlap  # neighbours share at least `overlap` px
 
 
-def test_blend_weights_ramp_only_towards_done_tiles():
+def test_blend_weights_hand_over_smoothly():
     plan = tiles.plan_tiles((50, 56), 32, 8)
     assert len(plan) == 4 and {(t.height, t.width) for t in plan} == {(32, 32)}
-    first = tiles.blend_weights(plan[0], [])
-    assert np.all(first == 1)
-    right = tiles.blend_weights(plan[1], plan[:1])
+    assert np.all(tiles.blend_weights(plan[0], []) == 1)
+    first = tiles.blend_weights(plan[0], [], plan[1:])
+    second = tiles.blend_weights(plan[1], plan[:1], plan[2:])
     shared = plan[0].left + plan[0].width - plan[1].left
-    assert np.all(right[:, 0] == 0) and np.all(right[:, shared:] == 1)
-    assert np.all(np.diff(right[0, :shared]) >= 0) and right[0, shared - 1] == 1
+    assert np.all(first[0, -1] == 0) and np.all(second[:, 0] == 0)
+    # in the final image the shared columns are: tile 0, a mix (tile 0 still at weight 1), then tile 1
+    top = first[0, -shared:], second[0, :shared]
+    assert np.all(top[1][shared // 2:] == 1) and np.all(top[0][:shared // 2] == 1)
+    assert np.all(np.diff(top[1]) >= 0) and np.all(np.diff(top[0]) <= 0)
     last = tiles.blend_weights(plan[3], plan[:3])
     assert last[0, 0] == 0 and last[-1, -1] == 1
 
