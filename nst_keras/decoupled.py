@@ -181,7 +181,7 @@ def snr_db(values, target):
     sig = float(np.sum(target ** 2))
     if err == 0:
         return math.inf
-    if sig == 0:
+    if sig == 0 or not math.isfinite(err) or sig / err == 0:
         return -math.inf
     return 10 * math.log10(sig / err)
 
@@ -569,10 +569,13 @@ def _penalty_stage(net, x, k, target, reference, config, stage, implicit=None):
     weight[rows] = 1.0
     x0 = x.copy()
     every = max(1, config.penalty_steps // 50)
+    diverged = None
     for step in range(config.penalty_steps):
-        x, f, _ = net.sgd_step(x, k, goal, weight, config.penalty_learning_rate)
-        if not np.all(np.isfinite(x)):
+        x_new, f, _ = net.sgd_step(x, k, goal, weight, config.penalty_learning_rate)
+        if not np.all(np.isfinite(f)) or np.abs(x_new).max() > 1e3:  # blown up
+            diverged = step  # keep the last finite image
             break
+        x = x_new
         if step % every == 0:
             stage.report_progress(step, f, goal, rows)
     f = net.means(x, k)
@@ -586,7 +589,7 @@ def _penalty_stage(net, x, k, target, reference, config, stage, implicit=None):
         from .projection import max_abs_cos
 
         max_cos = max_abs_cos(x - x0, np.concatenate(blocks))
-    return x, f, rows, {"max_abs_cos": max_cos, "steps": config.penalty_steps,
+    return x, f, rows, {"max_abs_cos": max_cos, "steps": config.penalty_steps, "diverged_at_step": diverged,
                         "learning_rate": config.penalty_learning_rate}
 
 
