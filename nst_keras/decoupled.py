@@ -781,7 +781,7 @@ def convergence_figure(history, stages):
             if earlier:
                 ax.plot(*zip(*earlier), ls=":", color=line.get_color())
         ax.axhline(60, color="grey", lw=0.8)
-        ax.set_xscale("symlog")
+        ax.set_xscale("log")
         ax.set_title(f"{kind}: set layer (solid), earlier layers' min (dotted)")
         ax.set_xlabel("forward + reverse-mode passes in the stage")
         ax.set_ylabel("SNR against the stage target [dB]")
