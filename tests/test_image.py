@@ -1,3 +1,6 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -80,6 +83,9 @@ def test_png_round_trip_is_8bit_and_keeps_metadata(tmp_path):
     assert np.max(np.abs(back - img)) <= 0.5 / 255 + 1e-6
     assert nimage.read_png_metadata(path) == {"seed": 3}
     assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_to_uint8_does_not_clip_at_225():
