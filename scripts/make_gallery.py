@@ -1,6 +1,7 @@
-"""Regenerate the README gallery: every sample content image in every sample style.
+"""Regenerate the README gallery: the sample content images in every sample style.
 
-    python scripts/make_gallery.py [--size 384] [--out docs/gallery]
+    python scripts/make_gallery.py [--size 256] [--contents astronaut chelsea] [--out docs/gallery]
+    python scripts/make_gallery.py --grid-only     # rebuild grid.jpg from the images already made
 """
 import argparse
 import glob
@@ -9,48 +10,68 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples")
+CELL = 200
+
+
+def _name(path, prefix):
+    return os.path.basename(path)[len(prefix):-4]
+
+
+def build_grid(out_dir, contents, styles):
+    """Inputs along the edges, results inside; pairs not made yet stay blank."""
+    from PIL import Image
+
+    from nst_keras.image import fit_long_side, load_image, to_uint8
+
+    def thumb(path):
+        return Image.fromarray(to_uint8(fit_long_side(load_image(path), CELL - 8)))
+
+    rows = [c for c in contents if glob.glob(os.path.join(out_dir, _name(c, "content_") + "_*.jpg"))]
+    sheet = Image.new("RGB", ((len(styles) + 1) * CELL, (len(rows) + 1) * CELL), "white")
+    for j, s in enumerate(styles):
+        sheet.paste(thumb(s), ((j + 1) * CELL + 4, 4))
+    for i, c in enumerate(rows):
+        sheet.paste(thumb(c), (4, (i + 1) * CELL + 4))
+        for j, s in enumerate(styles):
+            result = os.path.join(out_dir, f"{_name(c, 'content_')}_{_name(s, 'style_')}.jpg")
+            if os.path.exists(result):
+                sheet.paste(thumb(result), ((j + 1) * CELL + 4, (i + 1) * CELL + 4))
+    sheet.save(os.path.join(out_dir, "grid.jpg"), quality=88)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", default="docs/gallery")
     p.add_argument("--weights", default="auto")
+    p.add_argument("--contents", nargs="*", help="content sample names (default: all)")
+    p.add_argument("--grid-only", action="store_true")
     args = p.parse_args(argv)
-
-    from PIL import Image
-
-    from nst_keras.config import GatysConfig
-    from nst_keras.gatys import stylize
-    from nst_keras.image import fit_long_side, load_image, to_uint8
-    from nst_keras.models import build_extractor
-
-    config = GatysConfig(size=args.size, weights=args.weights)
-    extractor = build_extractor(config.model, config.weights, list(config.content_layers) + list(config.style_layers),
-                                notify=print)
-    if extractor.model_name != config.model:
-        config = config.replace(model=extractor.model_name, weights=extractor.weights_source)
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples")
-    contents = sorted(glob.glob(os.path.join(root, "content_*.jpg")))
-    styles = sorted(glob.glob(os.path.join(root, "style_*.jpg")))
+    contents = sorted(glob.glob(os.path.join(SAMPLES, "content_*.jpg")))
+    if args.contents:
+        contents = [c for c in contents if _name(c, "content_") in args.contents]
+    styles = sorted(glob.glob(os.path.join(SAMPLES, "style_*.jpg")))
     os.makedirs(args.out, exist_ok=True)
-    cell = 200
-    sheet = Image.new("RGB", ((len(styles) + 1) * cell, (len(contents) + 1) * cell), "white")
-    for j, s in enumerate(styles):
-        thumb = Image.fromarray(to_uint8(fit_long_side(load_image(s), cell - 8)))
-        sheet.paste(thumb, ((j + 1) * cell + 4, 4))
-    for i, c in enumerate(contents):
-        content = load_image(c)
-        thumb = Image.fromarray(to_uint8(fit_long_side(content, cell - 8)))
-        sheet.paste(thumb, (4, (i + 1) * cell + 4))
-        for j, s in enumerate(styles):
-            name = f"{os.path.basename(c)[8:-4]}_{os.path.basename(s)[6:-4]}"
-            result = stylize(content, load_image(s), config, extractor=extractor)
-            Image.fromarray(to_uint8(result.image)).save(os.path.join(args.out, name + ".jpg"), quality=88)
-            thumb = Image.fromarray(to_uint8(fit_long_side(result.image, cell - 8)))
-            sheet.paste(thumb, ((j + 1) * cell + 4, (i + 1) * cell + 4))
-            print(name, f"{result.metadata['seconds']:.0f} s", flush=True)
-    sheet.save(os.path.join(args.out, "grid.jpg"), quality=88)
+    if not args.grid_only:
+        from PIL import Image
+
+        from nst_keras.config import GatysConfig
+        from nst_keras.gatys import stylize
+        from nst_keras.image import load_image, to_uint8
+        from nst_keras.models import build_extractor
+
+        config = GatysConfig(size=args.size, weights=args.weights)
+        extractor = build_extractor(config.model, config.weights,
+                                    list(config.content_layers) + list(config.style_layers), notify=print)
+        for c in contents:
+            for s in styles:
+                name = f"{_name(c, 'content_')}_{_name(s, 'style_')}"
+                result = stylize(load_image(c), load_image(s), config, extractor=extractor)
+                Image.fromarray(to_uint8(result.image)).save(os.path.join(args.out, name + ".jpg"), quality=88)
+                print(name, f"{result.metadata['seconds']:.0f} s", flush=True)
+                build_grid(args.out, contents, styles)
+    build_grid(args.out, contents, styles)
     return 0
 
 
