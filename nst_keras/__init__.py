@@ -9,6 +9,7 @@ _EXPORTS = {
     "build_extractor": "models", "FeatureExtractor": "models", "preprocess": "models", "deprocess": "models",
     "gram_matrix": "losses",
     "stylize": "gatys", "Evaluator": "gatys", "Progress": "gatys", "StylizeResult": "gatys",
+    "decoupled_transfer": "decoupled", "DecoupledConfig": "decoupled",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
