@@ -8,6 +8,7 @@ from .errors import UserError
 OPTIMIZERS = ("lbfgs", "adam", "sgd")
 INITS = ("content", "noise", "style")  # or a path to an image file
 STYLE_FITS = ("resize", "scale", "crop")
+TV_FORMS = ("power", "l2")  # total-variation forms, see losses.total_variation_loss
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 
@@ -126,8 +127,6 @@ class GatysConfig:
         if self.color_source is not None and self.color_match == "none":
             raise UserError(f"color_source '{self.color_source}' needs a colour match; accepted: "
                             f"--color-match {', '.join(COLOR_MATCHES[1:])}")
-        from .losses import TV_FORMS
-
         _check_choice("tv_form", self.tv_form, TV_FORMS)
         for name in ("size", "max_size", "iterations"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

@@ -169,7 +169,10 @@ class Evaluator:
 
 def _run_lbfgs(evaluator, x0, iterations, on_iteration):
     """Minimise with L-BFGS-B inside [0, 1]; on_iteration(x, terms) returns True to stop."""
-    terms0, _ = evaluator.evaluate(x0)
+    try:
+        terms0, _ = evaluator.evaluate(x0)
+    except NonFiniteLoss:
+        return x0, "non-finite loss"
     scale = LBFGS_START_VALUE / max(float(terms0.sum()), 1e-30)
     fun = evaluator.scipy_fun(scale)
     state = {"x": x0.ravel().astype(np.float64), "stop": None}
@@ -209,7 +212,10 @@ def _run_tf_optimizer(evaluator, x0, iterations, on_iteration, kind, learning_ra
     else:
         opt = keras.optimizers.SGD(learning_rate=learning_rate)
     var = tf.Variable(x0[None])
-    terms0, _ = evaluator.evaluate(x0)
+    try:
+        terms0, _ = evaluator.evaluate(x0)
+    except NonFiniteLoss:
+        return x0, "non-finite loss"
     # Same start value as L-BFGS so that learning rates do not depend on the loss weights.
     scale = tf.constant(LBFGS_START_VALUE / max(float(terms0.sum()), 1e-30), tf.float32)
 

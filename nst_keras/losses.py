@@ -5,7 +5,8 @@ networks": a layer l has N_l channels and M_l = h * w positions.
 """
 import tensorflow as tf
 
-TV_FORMS = ("power", "l2")
+from .config import TV_FORMS
+
 
 
 def gram_matrix(features):

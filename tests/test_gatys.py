@@ -135,3 +135,16 @@ def test_public_api_is_importable():
 
     for name in nst_keras.__all__:
         assert getattr(nst_keras, name) is not None
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_non_finite_from_the_start_keeps_the_initial_image(pair, tiny_extractor, optimizer, monkeypatch):
+    content, style = pair
+
+    def always_nan(self, x):
+        raise gatys.NonFiniteLoss("nan")
+
+    monkeypatch.setattr(gatys.Evaluator, "evaluate", always_nan)
+    result = gatys.stylize(content, style, tiny_config(optimizer=optimizer), extractor=tiny_extractor)
+    assert result.stop_reason == "non-finite loss"
+    np.testing.assert_allclose(result.image, np.clip(content, 0, 1))
