@@ -233,7 +233,7 @@ def _run_tf_optimizer(evaluator, x0, iterations, on_iteration, kind, learning_ra
         if not np.all(np.isfinite(terms)):
             return None, "non-finite loss"
         x = var.numpy()[0]
-        if on_iteration(x, evaluator.terms_at(x)):
+        if on_iteration(x, terms):  # the loss of the image this step started from: no extra pass
             stop = "callback"
             break
     return var.numpy()[0], stop
