@@ -402,12 +402,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
     corrector and fixed-point tolerances. A segment whose chord iterations do not converge is
     split in two (reported; a split breaks the exact reversal).
     """
-    f_start = net.means(x, k)
-    stage.earlier_goal = f_start
-    lo = net.offsets[k]
-    rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance)
-    final_goal = f_start.copy()
-    final_goal[lo:] = target
+    f_start, lo, rows, final_goal = _stage_start(net, x, k, target, reference, config, stage)
     earlier_rows = rows[rows < lo]
 
     def goal(s):
@@ -557,14 +552,21 @@ def _restore_earlier(net, x, f, k, goal, rows, solver, config, stage, info):
     return x, f
 
 
-def _penalty_stage(net, x, k, target, reference, config, stage, implicit=None):
-    """Baseline (the thesis): plain SGD on sum_{j<=k} |f_j - t_j|^2, earlier targets = start values."""
+def _stage_start(net, x, k, target, reference, config, stage):
+    """Start of a stage: the current means, layer k's offset, the constrained rows and the end goal
+    (earlier layers where they are, layer k at `target`)."""
     f_start = net.means(x, k)
     stage.earlier_goal = f_start
     lo = net.offsets[k]
     rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance)
     goal = f_start.copy()
     goal[lo:] = target
+    return f_start, lo, rows, goal
+
+
+def _penalty_stage(net, x, k, target, reference, config, stage, implicit=None):
+    """Baseline (the thesis): plain SGD on sum_{j<=k} |f_j - t_j|^2, earlier targets = start values."""
+    f_start, lo, rows, goal = _stage_start(net, x, k, target, reference, config, stage)
     weight = np.zeros_like(goal)
     weight[rows] = 1.0
     x0 = x.copy()

@@ -9,6 +9,7 @@ block5_conv1); other layer sets are scaled by their activation count per pixel.
 import os
 
 from .errors import UserError
+from .image import size_for_long_side as shape_for_long_side  # re-exported for callers of this module
 from .models import _BLOCK_CONVS, layer_names, layer_stride
 
 # Fitted on the benchmark machine (see BENCHMARKS.md, section "Seconds per evaluation and peak memory").
@@ -43,35 +44,26 @@ def predict_peak_bytes(shape, model="vgg16", layers=("block4_conv2", "block5_con
                + lbfgs_bytes(pixels))
 
 
-def available_bytes():
-    """MemAvailable from /proc/meminfo in bytes, or None where it cannot be read (non-Linux)."""
+def _proc_kib_field(path, key):
+    """A 'Key:  N kB' field of a /proc file in bytes, or None where it cannot be read."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
 
 
+def available_bytes():
+    """MemAvailable from /proc/meminfo in bytes, or None where it cannot be read (non-Linux)."""
+    return _proc_kib_field("/proc/meminfo", "MemAvailable")
+
+
 def resident_bytes():
     """This process's current resident memory (VmRSS), 0 where it cannot be read."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return 0
-    return 0
-
-
-def shape_for_long_side(shape, long_side):
-    """(h, w) with the aspect of `shape` and the given long side (same rounding as image.size_for_long_side)."""
-    from .image import size_for_long_side
-
-    return size_for_long_side(shape, long_side)
+    return _proc_kib_field("/proc/self/status", "VmRSS") or 0
 
 
 def largest_fitting_size(shape, model, layers, budget_bytes):
