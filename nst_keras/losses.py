@@ -8,6 +8,13 @@ import tensorflow as tf
 from .config import TV_FORMS
 
 
+@tf.custom_gradient
+def _gram_sum(flat):
+    """flat^T flat for [B, M, C]; the gradient is one matmul, flat (dG + dG^T), not two."""
+    def grad(upstream):
+        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+    return tf.matmul(flat, flat, transpose_a=True), grad
+
 
 def gram_matrix(features):
     """Gram matrix of [B, h, w, C] features divided by the number of positions M_l: [B, C, C].
@@ -18,7 +25,7 @@ def gram_matrix(features):
     shape = tf.shape(features)
     flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
     positions = tf.cast(shape[1] * shape[2], features.dtype)
-    return tf.matmul(flat, flat, transpose_a=True) / positions
+    return _gram_sum(flat) / positions
 
 
 def style_layer_loss(gram, target_gram):

@@ -44,3 +44,21 @@ def test_total_variation_by_hand():
     img2 = img * 0.5
     np.testing.assert_allclose(total_variation_loss(tf.constant(img2), "power").numpy(), [0.5 * 0.25 ** 1.25],
                                rtol=1e-4)
+
+
+def test_gram_gradient_matches_plain_autodiff():
+    rng = np.random.default_rng(3)
+    f = tf.constant(rng.normal(size=(2, 5, 4, 3)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(2, 3, 3)).astype(np.float32))  # not symmetric on purpose
+
+    def plain(x):
+        flat = tf.reshape(x, [2, 20, 3])
+        return tf.matmul(flat, flat, transpose_a=True) / 20.0
+
+    grads = []
+    for fn in (gram_matrix, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            loss = tf.reduce_sum(weights * fn(f))
+        grads.append(tape.gradient(loss, f).numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
