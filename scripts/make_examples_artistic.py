@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 OUT = os.path.join(ROOT, "docs", "artistic")
 S = os.path.join("samples", "")
 COMMON = ["--model", "vgg16", "--weights", "hed", "--size", "256", "--iterations", "80",
-          "--coarse-iterations", "40", "-q"]
+          "--coarse-size", "128", "--coarse-iterations", "40", "-q"]
 CAT, ASTRONAUT, COFFEE = S + "content_chelsea.jpg", S + "content_astronaut.jpg", S + "content_coffee.jpg"
 NIGHT, GLASS, SHARDS, WAVES = (S + f"style_{n}.jpg" for n in ("swirling_night", "stained_glass", "cubist_shards",
                                                                  "woodblock_waves"))
