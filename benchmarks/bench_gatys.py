@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 CONTENT = os.path.join(ROOT, "samples", "content_chelsea.jpg")
 STYLE = os.path.join(ROOT, "samples", "style_swirling_night.jpg")
 PARTS = ("recipes", "overhead", "memory", "c2f", "readme")
+C2F_DEFAULT = ["256:60:256/30,128/30,128/100", "512:60:256/30,128/30,128/100", "1024:40:256/30"]
 # Images written by the runs, to look at (not part of the repository).
 OUT = os.environ.get("NST_BENCH_OUT") or os.path.join(tempfile.gettempdir(), "nst_keras_bench")
 
@@ -317,7 +318,7 @@ def part_memory(args):
     per_activation = slope / memory.activations_per_pixel(model, layers)
     lines = ["Each size in a fresh subprocess (`--memory-child SIZE`): build the extractor (default layers), "
              "compute the targets, one traced evaluation, then timed evaluations through "
-             "`Evaluator.scipy_fun` (float64 in and out); peak = `ru_maxrss`. SciPy's L-BFGS-B workspace "
+             "`Evaluator.scipy_fun` (float64 in and out); peak = the process's VmHWM. SciPy's L-BFGS-B workspace "
              "((2m + 5) n float64, n = 3 x pixels, m = 10) is not exercised by these evaluations; "
              "`nst_keras.memory` adds it analytically (last column)."
              + (f" Measurements from {os.path.basename(args.memory_results)}, saved by the measuring run "
@@ -392,7 +393,7 @@ def part_c2f(args):
             log(f"c2f {tag}: scales {scales} final loss {points[-1][0]:.4g} in {points[-1][1]:.0f} s")
             if single is None:
                 single = points
-                targets = [single[max(0, round(final * q) - 1)][0] for q in (0.25, 0.5, 1.0)]
+                targets = [single[min(len(single), max(1, round(final * q))) - 1][0] for q in (0.25, 0.5, 1.0)]
             hits = [_first_below(points, t) for t in targets]
             cells = [f"{h[0]:.0f} ({h[1]:.0f})" if h else "not reached" for h in hits]
             ref = _first_below(single, targets[-1])
@@ -405,7 +406,8 @@ def part_c2f(args):
         targets_text = ", ".join(f"{t:.4g}" for t in targets)
         lines.append(f"| | targets at {size}: {targets_text} | | | | | | |")
     lines += ["", machine_note(load0)]
-    return "gatys-coarse-to-fine", "Coarse-to-fine schedules against single-scale", lines
+    suffix = "" if args.c2f_default else "-" + "-".join(str(size) for size, _, _ in args.c2f_plan)
+    return "gatys-coarse-to-fine" + suffix, "Coarse-to-fine schedules against single-scale", lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,8 +427,9 @@ def part_readme(args):
     child = subprocess.Popen(cmd)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU time
     seconds = time.perf_counter() - t
-    if status != 0:
-        raise SystemExit(f"README command failed with status {status}")
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"README command failed with exit code {child.returncode}")
     cpu = usage.ru_utime + usage.ru_stime
     meta = json.load(open(os.path.splitext(out)[0] + ".json"))
     cfg = meta["config"]
@@ -478,7 +481,8 @@ def main(argv=None):
         args.recipe_size, args.recipe_steps, args.max_final_iterations = 256, 500, 300
         args.overhead_size, args.overhead_repeats = 512, 7
         args.memory_sizes = [256, 512, 1024, 2048]
-        args.c2f = args.c2f or ["256:60:256/30,128/30,128/100", "512:60:256/30,128/30,128/100", "1024:40:256/30"]
+        args.c2f = args.c2f or C2F_DEFAULT
+    args.c2f_default = args.c2f == C2F_DEFAULT
     args.c2f_plan = [(int(size), int(final), [tuple(int(v) for v in item.split("/")) for item in rest.split(",")])
                      for size, final, rest in (spec.split(":") for spec in args.c2f)]
     command = "python benchmarks/bench_gatys.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()

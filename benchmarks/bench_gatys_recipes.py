@@ -188,6 +188,10 @@ class TutorialEvaluator(gatys.Evaluator):
         spec = tf.TensorSpec([1, *self.shape], tf.float32)
         self.loss_and_grad = tf.function(self._loss_and_grad, input_signature=[spec])
         self.loss_terms = tf.function(self._terms, input_signature=[spec])
+        self.exact_terms = tf.function(self._exact_terms, input_signature=[spec])
+
+    def _exact_terms(self, image):
+        return tutorial_terms(self.extractor(image), self.content_target, self.style_targets, image)
 
     def _terms(self, image):
         return tutorial_terms(self.extractor(image), self.content_target, self.style_targets, image)
@@ -216,9 +220,7 @@ class SmoothTutorialEvaluator(TutorialEvaluator):
         return 30.0 * self.EPS * c * ((w - 1) * h + (h - 1) * w)
 
     def exact_loss(self, x):
-        image = tf.constant(np.asarray(x, np.float32).reshape(1, *self.shape))
-        return float(tf.reduce_sum(tutorial_terms(self.extractor(image), self.content_target, self.style_targets,
-                                                  image)))
+        return float(tf.reduce_sum(self.exact_terms(tf.constant(np.asarray(x, np.float32).reshape(1, *self.shape)))))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,11 +36,12 @@ class GatysConfig:
         init: 'content', 'noise', 'style' or an image path [--init].
         optimizer, iterations, learning_rate: the optimiser, its iterations at the final scale and
             step size (None: the optimiser's default) [--optimizer, --iterations, --learning-rate].
-        coarse_size, coarse_iterations: coarse-to-fine: optimise first at long side coarse_size,
-            doubling up to `size`, with coarse_iterations at each coarser scale; 0 disables
+        coarse_size, coarse_iterations: coarse-to-fine: the scales are size, size/2, size/4, ...
+            down to the smallest that is at least coarse_size (so below 2 x coarse_size the run is
+            single-scale), with coarse_iterations at each coarser scale; 0 disables
             [--coarse-size, --coarse-iterations]. 256 and 30 were chosen from time-to-loss
-            measurements (BENCHMARKS.md, gatys-schedule): from a content init, coarser or longer
-            coarse scales cost more time than they save at 256 and 512 px.
+            measurements (BENCHMARKS.md, gatys-coarse-to-fine): from a content init, starting at
+            128 px or running 100 coarse iterations cost more time than it saved at 256 and 512 px.
         seed: seeds noise init and random weights [--seed].
         tile_size, tile_overlap, tile_iterations: tiled rendering (tiles.py) when size > tile_size:
             a pass at long side tile_size, then tile_iterations on each tile_size-px tile at full
@@ -74,9 +75,8 @@ class GatysConfig:
     style_masks: tuple = None
     init: str = "content"
     optimizer: str = "lbfgs"
-    # Schedule (BENCHMARKS.md, gatys-coarse-to-fine-512 and gatys-readme): 100 L-BFGS-B iterations at
-    # 128 and 256 px cost about a tenth of the final scale; at 512 px the final-scale loss falls
-    # little after 100 iterations, so 512 px takes a few minutes on 2 CPU cores.
+    # Final-scale iterations (BENCHMARKS.md, gatys-coarse-to-fine and gatys-readme): at 512 px the
+    # loss falls little after 100 iterations, so the README command takes under 3 min on 2 CPU cores.
     iterations: int = 100
     learning_rate: float = None
     coarse_size: int = 256

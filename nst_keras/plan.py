@@ -9,8 +9,9 @@ from .memory import predict_peak_bytes
 from .models import layer_names, layer_stride, min_image_side
 
 # Effective convolution throughput of one evaluation (forward + image gradient) of VGG16 on the
-# idle 2-core development CPU: 152-168 GFLOP/s at 256-2048 px up to block5_conv1 (BENCHMARKS.md,
-# gatys-memory: 1.22 s per evaluation at 512x341, 19.2 s at 2048x1364). A busy machine is slower.
+# 2-core development CPU, with only low-priority jobs beside it: 152-188 GFLOP/s at 256-2048 px up
+# to block5_conv1 over two runs (BENCHMARKS.md, gatys-memory: 1.11-1.22 s per evaluation at
+# 512x341, 17.4-19.2 s at 2048x1364). A busy machine is slower.
 GFLOPS = 165.0
 _CHANNELS = (64, 128, 256, 512, 512)
 
