@@ -15,14 +15,19 @@ def check_history_path(path):
 
 
 def write_history(path, history):
-    """Write per-iteration records (dicts with the same keys) as CSV or JSON, by extension."""
+    """Write per-iteration records (dicts) as CSV or JSON, by extension.
+
+    CSV columns are the union of the records' keys in order of first appearance (a tiled run's
+    tile records add a 'tile' column); a record without a column leaves it empty.
+    """
     check_history_path(path)
     if path.lower().endswith(".json"):
         save_json(path, history)
         return
     buffer = io.StringIO()
     if history:
-        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+        fields = list(dict.fromkeys(key for record in history for key in record))
+        writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         writer.writerows(history)
 
