@@ -14,6 +14,10 @@ from .models import layer_names, layer_stride, min_image_side
 # 512x341, 17.4-19.2 s at 2048x1364). A busy machine is slower.
 GFLOPS = 165.0
 _CHANNELS = (64, 128, 256, 512, 512)
+# A tiled run also holds full-size images (content, canvas, blend weights, float64 copies): 96
+# bytes per output pixel, measured on the 4096x2728 README example (peak 2.64 GiB against 1.64 GiB
+# predicted for one 512 px tile's evaluation).
+TILED_BYTES_PER_OUTPUT_PIXEL = 96
 
 
 def forward_flops_per_pixel(model, layers):
@@ -68,6 +72,8 @@ def plan_run(content_shape, config):
     for stage in stages:
         stage["seconds_per_evaluation"] = predict_seconds_per_evaluation(stage["shape"], model, layers)
         stage["peak_bytes"] = predict_peak_bytes(stage["shape"], model, layers)
+        if stage["stage"] == "tiles":
+            stage["peak_bytes"] += TILED_BYTES_PER_OUTPUT_PIXEL * shape[0] * shape[1]
     seconds = sum(1.1 * s["iterations"] * s["count"] * s["seconds_per_evaluation"] for s in stages)
     return {"shape": shape, "stages": stages, "tiles": tiles, "seconds": seconds,
             "peak_bytes": max(s["peak_bytes"] for s in stages)}

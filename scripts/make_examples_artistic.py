@@ -66,7 +66,7 @@ def crop_across_tiles(path, out_path, box=(150, 64, 310, 224)):
 EXAMPLE_4K = [CAT, NIGHT, "--size", "4096", "--max-size", "4096", "--tile-size", "512", "--tile-iterations", "20"]
 
 
-def figures_4k(path, crop_center=(1376, 1364), crop=512):
+def figures_4k(path, crop_center=(2272, 2250), crop=512):
     """From the 4096 px tiled result: a 1024 px overview with the tile grid and the crop marked, and
     a 1:1 crop around a tile corner, plain and with the overlap bands outlined."""
     from PIL import ImageDraw
