@@ -368,6 +368,7 @@ def _first_below(points, target):
 def part_c2f(args):
     """Schedules against single-scale: wall time until the final scale reaches the single-scale
     run's loss after 25 %, 50 % and 100 % of its iterations (same final-scale iteration budget)."""
+    from nst_keras.gatys import plan_scales
     from nst_keras.models import build_extractor
 
     load0 = loadavg()
@@ -387,10 +388,13 @@ def part_c2f(args):
         single = None
         for coarse_size, coarse_iterations in [(0, 0)] + schedules:
             config = base.replace(coarse_size=coarse_size, coarse_iterations=max(coarse_iterations, 1), **big)
-            points, scales, image = _trajectory(config, content, style, extractor)
-            tag = f"c2f_{size}_{coarse_size}_{coarse_iterations}"
-            save(tag + ".png", image)
-            log(f"c2f {tag}: scales {scales} final loss {points[-1][0]:.4g} in {points[-1][1]:.0f} s")
+            if single is not None and plan_scales(size, coarse_size) == [size]:
+                points, scales = single, [size]  # the same single-scale run: not run twice
+            else:
+                points, scales, image = _trajectory(config, content, style, extractor)
+                tag = f"c2f_{size}_{coarse_size}_{coarse_iterations}"
+                save(tag + ".png", image)
+                log(f"c2f {tag}: scales {scales} final loss {points[-1][0]:.4g} in {points[-1][1]:.0f} s")
             if single is None:
                 single = points
                 targets = [single[min(len(single), max(1, round(final * q))) - 1][0] for q in (0.25, 0.5, 1.0)]

@@ -132,13 +132,13 @@ def _tutorial_gram(features):
     return result / tf.cast(shape[1] * shape[2], tf.float32)
 
 
-def tutorial_terms(feats, content_target, style_targets, image):
+def tutorial_terms(feats, content_target, style_targets, image, total_variation=tf.image.total_variation):
     """Weighted (content, style, tv) of the TensorFlow tutorial's loss for [1, H, W, 3] in [0, 1]."""
     style = tf.add_n([tf.reduce_mean(tf.square(_tutorial_gram(feats[n]) - t))
                       for n, t in zip(STYLE_LAYERS, style_targets)])
     style = 1e-2 * style / len(STYLE_LAYERS)
     content = 1e4 * tf.reduce_mean(tf.square(feats[CONTENT_LAYER] - content_target))
-    tv = 30.0 * tf.reduce_sum(tf.image.total_variation(image))
+    tv = 30.0 * tf.reduce_sum(total_variation(image))
     return tf.stack([content, style, tv])
 
 
@@ -207,13 +207,15 @@ class SmoothTutorialEvaluator(TutorialEvaluator):
     EPS = 1e-4
 
     def _terms(self, image):
-        content, style, _ = tf.unstack(tutorial_terms(self.extractor(image), self.content_target,
-                                                      self.style_targets, image))
+        return tutorial_terms(self.extractor(image), self.content_target, self.style_targets, image,
+                              total_variation=self._smooth_total_variation)
+
+    def _smooth_total_variation(self, image):
+        """tf.image.total_variation's differences, |d| replaced by sqrt(d^2 + eps^2)."""
         dx = image[:, :, 1:, :] - image[:, :, :-1, :]
         dy = image[:, 1:, :, :] - image[:, :-1, :, :]
         eps2 = self.EPS * self.EPS
-        tv = 30.0 * (tf.reduce_sum(tf.sqrt(tf.square(dx) + eps2)) + tf.reduce_sum(tf.sqrt(tf.square(dy) + eps2)))
-        return tf.stack([content, style, tv])
+        return tf.reduce_sum(tf.sqrt(tf.square(dx) + eps2)) + tf.reduce_sum(tf.sqrt(tf.square(dy) + eps2))
 
     def slack(self):
         h, w, c = self.shape

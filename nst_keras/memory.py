@@ -30,6 +30,12 @@ def activations_per_pixel(model, layers):
     return total
 
 
+# A tiled run also holds full-size images (content, canvas, blend weights, float64 copies): 96
+# bytes per output pixel, measured on the 4096x2728 README example (peak 2.64 GiB against 1.64 GiB
+# predicted for one 512 px tile's evaluation).
+TILED_BYTES_PER_OUTPUT_PIXEL = 96
+
+
 def lbfgs_bytes(pixels):
     """SciPy's L-BFGS-B workspace ((2m + 5) n float64) plus ~7 more float64 vectors of n = 3 * pixels."""
     return (2 * LBFGS_MAXCOR + 12) * 3 * pixels * 8

@@ -5,7 +5,7 @@ and about as much again for the gradient with respect to the image) at a through
 the development machine; memory comes from nst_keras.memory.predict_peak_bytes.
 """
 from .image import size_for_long_side
-from .memory import predict_peak_bytes
+from .memory import TILED_BYTES_PER_OUTPUT_PIXEL, predict_peak_bytes
 from .models import layer_names, layer_stride, min_image_side
 
 # Effective convolution throughput of one evaluation (forward + image gradient) of VGG16 on the
@@ -14,10 +14,6 @@ from .models import layer_names, layer_stride, min_image_side
 # 512x341, 17.4-19.2 s at 2048x1364). A busy machine is slower.
 GFLOPS = 165.0
 _CHANNELS = (64, 128, 256, 512, 512)
-# A tiled run also holds full-size images (content, canvas, blend weights, float64 copies): 96
-# bytes per output pixel, measured on the 4096x2728 README example (peak 2.64 GiB against 1.64 GiB
-# predicted for one 512 px tile's evaluation).
-TILED_BYTES_PER_OUTPUT_PIXEL = 96
 
 
 def forward_flops_per_pixel(model, layers):

@@ -109,6 +109,10 @@ def main(names):
     os.chdir(ROOT)
     os.makedirs(OUT, exist_ok=True)
     if names and names[0] == "4k":  # 4k OUT.png [--figures-only]: the full-size PNG stays outside docs/
+        if len(names) < 2 or not names[1].lower().endswith(".png"):
+            print("make_examples_artistic.py: 4k needs an output path ending in .png, e.g. 4k cat4096.png",
+                  file=sys.stderr)
+            sys.exit(2)
         if "--figures-only" not in names:
             argv = EXAMPLE_4K + ["-o", names[1]]
             print("nst-gatys " + " ".join(argv), flush=True)
