@@ -1,11 +1,16 @@
 """Decoupled mode: precision, cost and round trip of steps 0-3 on the samples (writes BENCHMARKS.md).
 
-    python benchmarks/bench_decoupled.py [--sizes 128 256] [--penalty-steps 100] [--no-write]
+    python benchmarks/bench_decoupled.py [--sizes 128 256] [--parts transfer penalty reversible]
+                                         [--no-round-trip] [--penalty-steps 100] [--no-write]
 
-Per size: reference (step 0), style and content normalisation (steps 1-2), imposition of the
-style's features on the normalised content (step 3), then the round trip (the content's own
-features imposed on its normalised image = a self-transfer); at the first size also the
-penalty baseline (the thesis's SGD on summed losses) normalising and re-imposing the content.
+Parts, each written to its own BENCHMARKS.md section:
+- transfer (section decoupled-SIZE, per size): reference (step 0), style and content
+  normalisation (steps 1-2), imposition of the style's features on the normalised content
+  (step 3), then the round trip (the content's own features imposed on its normalised image =
+  a self-transfer), all with the default 'projected' method;
+- penalty (decoupled-penalty, first size): the thesis's SGD on summed losses, normalising and
+  re-imposing the content;
+- reversible (decoupled-reversible, first size): the round trip with the 'reversible' method.
 Images for the README go to docs/decoupled/.
 """
 import argparse
@@ -58,7 +63,7 @@ def stage_table(stages):
     return "\n".join(lines)
 
 
-def run_size(size, content_path, style_path, config, log, partial=None, on_stage=None):
+def run_size(size, content_path, style_path, config, log, partial=None, on_stage=None, round_trip=True):
     content = center_crop(load_image(content_path), (size, size))
     style = center_crop(load_image(style_path), (size, size))
     config = config.replace(size=size)
@@ -86,10 +91,12 @@ def run_size(size, content_path, style_path, config, log, partial=None, on_stage
     pipeline_wall = time.perf_counter() - t1 + build
     pipeline_cpu = time.process_time() - c0
     t2 = time.perf_counter()
-    back, r4, _ = dc.impose(net, norm_content, content_features, reference, config, "round trip", 0, n, cb)
+    back, r4, rmse, rmse_clipped = None, [], None, None
+    if round_trip:
+        back, r4, _ = dc.impose(net, norm_content, content_features, reference, config, "round trip", 0, n, cb)
+        rmse = float(np.linalg.norm(back - content) / np.linalg.norm(content))
+        rmse_clipped = float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content))
     rt_wall = time.perf_counter() - t2
-    rmse = float(np.linalg.norm(back - content) / np.linalg.norm(content))
-    rmse_clipped = float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content))
     return {"size": size, "content": os.path.basename(content_path), "style": os.path.basename(style_path),
             "extractor": extractor.describe(), "build_s": build, "reference_s": ref_time,
             "reference": reference.summary(), "stages": r1 + r2 + r3, "round_trip_stages": r4,
@@ -98,6 +105,32 @@ def run_size(size, content_path, style_path, config, log, partial=None, on_stage
             "totals": dc.totals(r1 + r2 + r3), "history": h1 + h2 + h3,
             "images": {"content": content, "style": style, "norm_style": norm_style,
                        "norm_content": norm_content, "result": result, "back": back}}
+
+
+def run_reversible(size, content_path, config, log):
+    """Round trip of the content with the reversible method; also saves its self-transfer sheet."""
+    content = center_crop(load_image(content_path), (size, size))
+    config = config.replace(size=size, method="reversible")
+    t0, c0 = time.perf_counter(), time.process_time()
+    net, _ = dc.build_net(config, (size, size))
+    reference = dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+    log(f"  {size}px reversible round trip, segments {config.path_segments} ...")
+
+    def cb(p):
+        if p.report is not None:
+            r = p.report
+            log(f"  {size}px reversible {p.stage} {p.layer}: set {r['set_snr_db']:.1f} dB, "
+                f"{r.get('jacobians')} Jacobians, {r['wall_time_s']:.0f} s")
+
+    back, normalised, rmse, reports = dc.round_trip(net, content, reference, config, cb)
+    sheet = contact_sheet([content, np.clip(normalised, 0, 1), np.clip(back, 0, 1)],
+                          ["content", "normalised (reversible)", "round trip"], columns=3, cell=size)
+    save_png(os.path.join(DOCS, f"reversible_round_trip_{size}.png"), sheet)
+    return {"size": size, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),
+            "smoothing": config.smoothing, "fixed_point_iterations": config.fixed_point_iterations,
+            "round_trip_rmse_clipped": float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content)),
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "max_abs_diff": float(np.abs(back - content).max())}
 
 
 def run_penalty(size, content_path, config, steps, log):
@@ -119,90 +152,120 @@ def save_figures(res):
                           ["content", "style", "normalised style", "normalised content", "result"], columns=5,
                           cell=res["size"])
     save_png(os.path.join(DOCS, f"transfer_{res['size']}.png"), sheet)
+    if im["back"] is None:
+        return
     sheet = contact_sheet([clip["content"], clip["norm_content"], clip["back"]],
                           ["content (= style)", "normalised", "self-transfer"], columns=3, cell=res["size"])
     save_png(os.path.join(DOCS, f"self_transfer_{res['size']}.png"), sheet)
 
 
-def markdown(results, penalty, command, load):
+def _intro(command, load):
     names = [os.path.basename(p) for p in samples()]
-    out = ["## Decoupled mode", "", f"Command: `{command}`", "",
-           "Samples: content `%s`, style `%s`, centre-cropped to squares; bundled VGG16 backbone "
-           "(weights `hed`); layers block1..5_conv1 (64+128+256+512+512 channels)." % tuple(names),
-           f"Machine load during the run (1-min load average at the start of each size): {load}. Other jobs "
-           "shared the 2 cores, so wall times are upper bounds; CPU seconds are this process's own.", ""]
-    for r in results:
-        t = r["totals"]
-        out += [f"### {r['size']}x{r['size']}", "",
-                f"- Steps 0-3 (build {r['build_s']:.0f} s, reference {r['reference_s']:.1f} s, three times five "
-                f"stages): **{r['pipeline_wall_s'] / 60:.1f} min wall**, {r['pipeline_cpu_s'] / 60:.1f} min CPU; "
-                f"{t['forward_passes']} forward and {t['reverse_passes']} reverse-mode passes (Jacobian rows).",
-                f"- Lowest SNR of a layer being set: {t['min_set_snr_db']:.1f} dB; lowest SNR of an earlier layer "
-                f"at the end of a stage: {t['min_earlier_snr_db']:.1f} dB; largest abs cosine between a projected "
-                f"step and an earlier layer's channel gradient: {t['max_abs_cos']:.1e}.",
-                f"- Round trip (content normalised, then its own features imposed; {r['round_trip_wall_s']:.0f} s "
+    return ["## Decoupled mode", "", f"Command: `{command}`", "",
+            "Samples: content `%s`, style `%s`, centre-cropped to squares; bundled VGG16 backbone "
+            "(weights `hed`); layers block1..5_conv1 (64+128+256+512+512 channels)." % tuple(names),
+            f"Machine load (1-min load average at the start): {load}. CPU seconds are this process's own.", ""]
+
+
+def markdown_size(r, command, load):
+    t = r["totals"]
+    out = _intro(command, load) + [
+        f"### {r['size']}x{r['size']}, method projected", "",
+        f"- Steps 0-3 (build {r['build_s']:.0f} s, reference {r['reference_s']:.1f} s, three times five "
+        f"stages): **{r['pipeline_wall_s'] / 60:.1f} min wall**, {r['pipeline_cpu_s'] / 60:.1f} min CPU; "
+        f"{t['forward_passes']} forward and {t['reverse_passes']} reverse-mode passes (Jacobian rows).",
+        f"- Lowest SNR of a layer being set: {t['min_set_snr_db']:.1f} dB; lowest SNR of an earlier layer "
+        f"at the end of a stage: {t['min_earlier_snr_db']:.1f} dB; largest abs cosine between a projected "
+        f"step and an earlier layer's channel gradient: {t['max_abs_cos']:.1e}."]
+    if r["round_trip_rmse"] is not None:
+        out += [f"- Round trip (content normalised, then its own features imposed; {r['round_trip_wall_s']:.0f} s "
                 f"for the imposition): relative RMSE **{r['round_trip_rmse']:.3f}** "
-                f"({r['round_trip_rmse_clipped']:.3f} after clipping to [0, 1]).", "",
-                stage_table(r["stages"]), "", "Round trip, imposition stages:", "",
-                stage_table(r["round_trip_stages"]), ""]
-        ref = r["reference"]
-        out += ["Reference (mean of noise draws): dead channels per layer "
-                + ", ".join(f"{k} {len(v['dead_channels'])}" for k, v in ref.items())
-                + "; median relative spread over draws "
-                + ", ".join(f"{k} {v['relative_spread_median']:.3f}" for k, v in ref.items()) + ".", ""]
-    if penalty:
-        out += [f"### Penalty baseline ({results[0]['size']}x{results[0]['size']}, content normalised and "
-                f"re-imposed)", "",
-                f"Plain SGD on the summed losses of layers 1..k, learning rate {penalty['learning_rate']}, "
-                f"{penalty['steps']} steps per layer ({penalty['wall_s'] / 60:.1f} min); round-trip relative RMSE "
-                f"{penalty['round_trip_rmse']:.3f}.", "", stage_table(penalty["stages"]), ""]
+                f"({r['round_trip_rmse_clipped']:.3f} after clipping to [0, 1])."]
+    out += ["", stage_table(r["stages"]), ""]
+    if r["round_trip_stages"]:
+        out += ["Round trip, imposition stages:", "", stage_table(r["round_trip_stages"]), ""]
+    ref = r["reference"]
+    out += ["Reference (mean of noise draws): dead channels per layer "
+            + ", ".join(f"{k} {len(v['dead_channels'])}" for k, v in ref.items())
+            + "; median relative spread over draws "
+            + ", ".join(f"{k} {v['relative_spread_median']:.3f}" for k, v in ref.items()) + ".", ""]
     return "\n".join(out)
+
+
+def markdown_penalty(penalty, size, command, load):
+    return "\n".join(_intro(command, load) + [
+        f"### Penalty baseline ({size}x{size}, content normalised and re-imposed)", "",
+        f"Plain SGD on the summed losses of layers 1..k, learning rate {penalty['learning_rate']}, "
+        f"{penalty['steps']} steps per layer ({penalty['wall_s'] / 60:.1f} min); round-trip relative RMSE "
+        f"{penalty['round_trip_rmse']:.3f}.", "", stage_table(penalty["stages"]), ""])
+
+
+def markdown_reversible(rev, command, load):
+    size = rev["size"]
+    return "\n".join(_intro(command, load) + [
+        f"### Reversible round trip ({size}x{size}, content normalised and its own features re-imposed)", "",
+        f"Method `reversible`: segments {rev['segments']}, Jacobians of the network smoothed at "
+        f"{rev['smoothing']} x each layer's spread, up to {rev['fixed_point_iterations']} fixed-point "
+        f"iterations per normalising segment. **{rev['wall_s'] / 60:.1f} min wall**, {rev['cpu_s'] / 60:.1f} min "
+        f"CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
+        f"after clipping to [0, 1]); largest pixel difference {rev['max_abs_diff']:.2e}. The cosine column is "
+        "measured against the exact (unsmoothed) channel gradients of the earlier layers at the start of "
+        "each stage.", "", stage_table(rev["stages"]), ""])
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--parts", nargs="+", default=["transfer", "penalty", "reversible"],
+                   choices=["transfer", "penalty", "reversible"])
+    p.add_argument("--no-round-trip", action="store_true", help="transfer part: skip the round trip")
     p.add_argument("--penalty-steps", type=int, default=100)
-    p.add_argument("--no-penalty", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
     args = p.parse_args(argv)
-    command = "python benchmarks/bench_decoupled.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python benchmarks/bench_decoupled.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     os.makedirs(DOCS, exist_ok=True)
     content, style = samples()
     config = dc.DecoupledConfig(weights="hed")
+    raw = {}
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    results, penalty, loads, partial = [], None, [], []
-
-    def publish():
-        text = markdown(results, penalty, command.strip(), ", ".join(loads))
-        if partial:
-            text += ("\n\n### Unfinished run at %dx%d (stages completed so far)\n\n" % (size, size)
-                     + stage_table(partial))
+    def publish(name, text):
         if args.no_write:
             print(text)
         else:
-            write_section("decoupled", text)
+            write_section(name, text)
         if args.json:
-            slim = {"results": [{k: v for k, v in r.items() if k != "images"} for r in results], "penalty": penalty}
             with open(args.json, "w") as f:
-                json.dump(slim, f, indent=1, default=float)
+                json.dump(raw, f, indent=1, default=float)
 
-    for i, size in enumerate(args.sizes):
-        loads.append(f"{size}px {os.getloadavg()[0]:.1f}")
-        log(f"decoupled pipeline at {size}x{size}")
-        partial.clear()
-        res = run_size(size, content, style, config, log, partial, publish)
-        partial.clear()
-        save_figures(res)
-        results.append(res)
-        publish()
-        if i == 0 and not args.no_penalty:
-            penalty = run_penalty(size, content, config, args.penalty_steps, log)
-            publish()
+    def load():
+        return f"{os.getloadavg()[0]:.1f}"
+
+    if "transfer" in args.parts:
+        for size in args.sizes:
+            at_start, partial = load(), []
+            log(f"decoupled pipeline at {size}x{size}")
+
+            def on_stage(size=size, at_start=at_start, partial=partial):
+                publish(f"decoupled-{size}", "\n".join(_intro(command, at_start) + [
+                    f"### Unfinished run at {size}x{size} (stages completed so far)", "", stage_table(partial)]))
+
+            res = run_size(size, content, style, config, log, partial, on_stage, round_trip=not args.no_round_trip)
+            save_figures(res)
+            raw[f"transfer_{size}"] = {k: v for k, v in res.items() if k != "images"}
+            publish(f"decoupled-{size}", markdown_size(res, command, at_start))
+    size = args.sizes[0]
+    if "penalty" in args.parts:
+        at_start = load()
+        raw["penalty"] = run_penalty(size, content, config, args.penalty_steps, log)
+        publish("decoupled-penalty", markdown_penalty(raw["penalty"], size, command, at_start))
+    if "reversible" in args.parts:
+        at_start = load()
+        raw["reversible"] = run_reversible(size, content, config, log)
+        publish("decoupled-reversible", markdown_reversible(raw["reversible"], command, at_start))
     return 0
 
 

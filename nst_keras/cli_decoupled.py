@@ -26,7 +26,7 @@ def _layers(text):
 
 
 def build_parser():
-    from .decoupled import METHODS, DecoupledConfig
+    from .decoupled import METHODS, SEGMENTS, DecoupledConfig
 
     d = DecoupledConfig()
     p = _Parser(prog=PROG, description="Decoupled style transfer: normalise the style and content images' "
@@ -44,7 +44,8 @@ def build_parser():
     p.add_argument("--layers", type=_layers, default=d.layers,
                    help="comma-separated Keras layer names, shallow to deep (default: block1..5_conv1)")
     p.add_argument("--segments", type=_segments, default=None,
-                   help="path segments per layer (default: %s)" % ",".join(map(str, d.segments)))
+                   help="path segments per layer (default: %s; reversible: %s)"
+                   % (",".join(map(str, SEGMENTS["projected"])), ",".join(map(str, SEGMENTS["reversible"]))))
     p.add_argument("--noise-draws", type=int, default=d.noise_draws,
                    help="noise images averaged for the reference (default: %(default)s)")
     p.add_argument("--penalty-steps", type=int, default=d.penalty_steps,
@@ -64,12 +65,9 @@ def build_parser():
 def config_from_args(args):
     from .decoupled import DecoupledConfig
 
-    segments = args.segments
-    if segments is None:  # the default per layer, for as many layers as given
-        default = DecoupledConfig().segments
-        segments = tuple(default[min(i, len(default) - 1)] for i in range(len(args.layers)))
     return DecoupledConfig(size=args.size, max_size=args.max_size, model=args.model, weights=args.weights,
-                           layers=args.layers, method=args.method, segments=segments, noise_draws=args.noise_draws,
+                           layers=args.layers, method=args.method, segments=args.segments,
+                           noise_draws=args.noise_draws,
                            penalty_steps=args.penalty_steps, penalty_learning_rate=args.penalty_learning_rate,
                            seed=args.seed).validate()
 

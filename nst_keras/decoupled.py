@@ -12,19 +12,25 @@ each stage follows the straight feature path f_k(s) = (1 - s) f_k(start) + s tar
 thesis descended a penalty with SGD; here each segment takes one explicit stacked Jacobian
 J = [J_<k; J_k] (rows: gradients of the channel means, vectorised reverse mode through the
 network truncated at each layer) at its start and solves x_b = x_a + J^T mu, f(x_b) = goal
-with chord (simplified Gauss-Newton) iterations x += J^+ (goal - f(x)), each one forward pass:
-the predictor part of a step is the min-norm step J^+ [0; d], orthogonal to the earlier layers'
-gradients, and the rest corrects the drift of the earlier layers and the curvature of layer k.
-Steps are damped (halved until the error drops); when the chord iterations stop contracting,
-the segment goes on with a fresh Jacobian at the current point (damped Gauss-Newton).
-Channels dead on the reference or at the path's ends, channels without gradient and
-numerically dependent rows are left out of the constraints and reported. Optionally
-(fixed_point_iterations > 0) normalising segments are implicit (Jacobian at the segment end),
-the exact inverse of the explicit imposing segments; on VGG features this did not pay (see the
-README): the channel means are so strongly curved (ReLU kinks on flat image regions) that the
-fixed point converges slowly.
+for mu: the first iterate is the min-norm step J^+ (goal - f), whose predictor part J^+ [0; d]
+is orthogonal to the earlier layers' gradients; later iterates use secant (Broyden) updates of
+the inverse, learnt from the forward passes, so they stay in the row space of J. Steps are
+damped (halved until the error drops); when the iterations stop contracting, the segment goes
+on with a fresh Jacobian at the current point (damped Gauss-Newton). Channels dead on the
+reference, channels without gradient and numerically dependent rows are left out of the
+constraints and reported.
+
+Method 'reversible' makes impose(normalize(x)) return x: its Jacobians are those of the network
+with softened ReLUs and max pools (the features stay exact), normalising segments are implicit
+(J at the segment's end, found by Anderson-accelerated fixed-point iteration) and imposing
+segments explicit (J at their start), so each imposing segment solves the very equation its
+normalising segment solved; channels dead at either end of a stage are left out in both
+directions. With the exact ReLU Jacobian the fixed point does not converge (it jumps as
+activations flip), and the explicit scheme's small per-segment errors are amplified along the
+way back (normalising contracts, imposing expands); see the README for the measurements.
 """
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,7 +42,9 @@ from .errors import UserError
 from .projection import MinNormSolver
 
 LAYERS = tuple(f"block{k}_conv1" for k in range(1, 6))
-METHODS = ("projected", "penalty")
+METHODS = ("projected", "reversible", "penalty")
+# Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
+SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (16, 8, 4, 2, 2), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
 
 
@@ -48,15 +56,19 @@ class DecoupledConfig:
         size: long side of the working image in pixels [--size]; max_size: largest accepted [--max-size].
         model, weights: feature network and weight source [--model, --weights].
         layers: the layers set one after the other, shallow to deep (default block1..5_conv1).
-        method: 'projected' (min-norm continuation) or 'penalty' (the thesis's SGD on summed losses) [--method].
+        method: 'projected' (min-norm continuation), 'reversible' (the same, made exactly invertible:
+            smoothed Jacobians, implicit normalising segments) or 'penalty' (the thesis's SGD on
+            summed losses) [--method].
         noise_draws: U(0, 1) noise images averaged for the reference [--noise-draws].
-        segments: path segments per layer (one Jacobian each, plus one to start) [--segments].
+        segments: path segments per layer (one Jacobian each, plus one to start) [--segments];
+            None: SEGMENTS[method], as many as there are layers.
         tolerance: the corrector stops when every constrained layer's relative error is below it.
         max_corrections: chord corrector iterations (forward passes) per segment.
         max_refreshes: fresh Jacobians a segment may take when its chord iterations stall.
-        fixed_point_iterations, fixed_point_tolerance: Jacobian updates of an implicit
-            (normalising) segment, and the relative image change at which they stop
-            (0: explicit segments in both directions, the default).
+        fixed_point_iterations, fixed_point_tolerance: 'reversible' only: Jacobian updates of an
+            implicit (normalising) segment, and the relative image change at which they stop.
+        smoothing: 'reversible' only: the Jacobians (not the features) are those of the network
+            with ReLU and max pooling smoothed at this fraction of each layer's spread on noise.
         dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
             its layer's largest mean is dead and left unconstrained.
         penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
@@ -71,16 +83,29 @@ class DecoupledConfig:
     layers: tuple = LAYERS
     method: str = "projected"
     noise_draws: int = 8
-    segments: tuple = (4, 2, 2, 1, 1)
+    segments: tuple = None
     tolerance: float = 1e-4
     max_corrections: int = 40
     max_refreshes: int = 4
-    fixed_point_iterations: int = 0
-    fixed_point_tolerance: float = 1e-5
+    fixed_point_iterations: int = 20
+    fixed_point_tolerance: float = 1e-7
+    smoothing: float = 0.2
     dead_tolerance: float = 1e-4
     penalty_steps: int = 200
     penalty_learning_rate: float = 5e-4
     seed: int = 0
+
+    @property
+    def path_segments(self):
+        """Segments per layer: `segments`, or the method's default for as many layers."""
+        if self.segments is not None:
+            return tuple(self.segments)
+        default = SEGMENTS.get(self.method, SEGMENTS["projected"])
+        return tuple(default[min(i, len(default) - 1)] for i in range(len(self.layers)))
+
+    @property
+    def reversible(self):
+        return self.method == "reversible"
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -108,10 +133,10 @@ class DecoupledConfig:
         if self.size > self.max_size:
             raise UserError(f"size {self.size} exceeds max_size {self.max_size}; accepted: a size up to "
                             f"{self.max_size}, or raise --max-size")
-        if len(self.segments) != len(self.layers) or any(int(n) < 1 for n in self.segments):
-            raise UserError(f"segments {list(self.segments)}; accepted: one positive whole number per layer "
+        if len(self.path_segments) != len(self.layers) or any(int(n) < 1 for n in self.path_segments):
+            raise UserError(f"segments {list(self.path_segments)}; accepted: one positive whole number per layer "
                             f"({len(self.layers)} layers)")
-        for name in ("tolerance", "dead_tolerance", "penalty_learning_rate"):
+        for name in ("tolerance", "dead_tolerance", "penalty_learning_rate", "fixed_point_tolerance", "smoothing"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UserError(f"{name} {value!r}; accepted: a finite number > 0")
@@ -206,7 +231,7 @@ class FeatureMeans:
         chunk: Jacobian rows computed per vectorised reverse-mode call (None: by image size).
     """
 
-    def __init__(self, extractor, shape, layers=LAYERS, chunk=None):
+    def __init__(self, extractor, shape, layers=LAYERS, chunk=None, smoothing=0.0, seed=0):
         import keras
         import tensorflow as tf
 
@@ -224,7 +249,10 @@ class FeatureMeans:
         self.chunk = chunk
         spec = tf.TensorSpec([1, h, w, 3], tf.float32)
         self.passes = {"forward": 0, "reverse": 0}
-        self._means, self._jac, self._sgd = [], [], []
+        self._base, self.smoothing, self._tau = base, float(smoothing), {}
+        if smoothing:
+            self._set_scales(np.random.default_rng(seed).random((1, h, w, 3)).astype(np.float32))
+        self._means, self._jac, self._jac_exact, self._sgd = [], [], [], []
         for k in range(len(self.layers)):
             upto = keras.Model(base.input, outs[:k + 1])
             single = keras.Model(base.input, outs[k])
@@ -234,10 +262,11 @@ class FeatureMeans:
                 ys = ys if n > 1 else [ys]
                 return tf.concat([tf.reduce_mean(y, axis=[1, 2])[0] for y in ys], axis=0)
 
-            def jac(x, idx, model=single):
+            def jac(x, idx, model=single, name=self.layers[k], smooth=bool(smoothing)):
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    y = tf.gather(tf.reduce_mean(model(preprocess(x)), axis=[1, 2])[0], idx)
+                    out = self._smooth_forward(x, name) if smooth else model(preprocess(x))
+                    y = tf.gather(tf.reduce_mean(out, axis=[1, 2])[0], idx)
                 return tf.reshape(tape.jacobian(y, x), [tf.shape(idx)[0], -1])
 
             def sgd(x, target, weight, rate, fn=means):
@@ -251,8 +280,45 @@ class FeatureMeans:
             m = int(self.offsets[k + 1])
             vec = tf.TensorSpec([m], tf.float32)
             self._means.append(tf.function(means, input_signature=[spec]))
-            self._jac.append(tf.function(jac, input_signature=[spec, tf.TensorSpec([chunk], tf.int32)]))
+            idx_spec = tf.TensorSpec([chunk], tf.int32)
+            self._jac.append(tf.function(jac, input_signature=[spec, idx_spec]))
+            self._jac_exact.append(tf.function(functools.partial(jac, smooth=False), input_signature=[spec, idx_spec])
+                                   if smoothing else self._jac[-1])
             self._sgd.append(tf.function(sgd, input_signature=[spec, vec, vec, tf.TensorSpec([], tf.float32)]))
+
+    def _smooth_forward(self, x, upto, scales=None):
+        """The network with every ReLU replaced by tau softplus(z / tau), tau per layer (max pools
+        stay: a log-sum-exp pool made the deeper Jacobians too inexact to correct with); returns
+        layer `upto`. With scales={} it runs the exact network instead and fills `scales` with
+        each conv layer's pre-activation spread."""
+        import keras
+        import tensorflow as tf
+
+        from .models import preprocess
+
+        y = preprocess(x)
+        for layer in self._base.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                z = tf.nn.conv2d(y, layer.kernel, 1, "SAME") + layer.bias
+                if scales is not None:
+                    scales[layer.name] = float(tf.math.reduce_std(z))
+                    y = tf.nn.relu(z)
+                else:
+                    tau = self._tau[layer.name]
+                    y = tau * tf.nn.softplus(z / tau)
+                if layer.name == upto:
+                    return y
+            elif isinstance(layer, keras.layers.MaxPooling2D):
+                y = tf.nn.max_pool2d(y, 2, 2, "VALID")
+        raise ValueError(f"layer {upto} not found")
+
+    def _set_scales(self, noise):
+        """tau = smoothing x the spread of each conv layer's pre-activations on a noise image."""
+        import tensorflow as tf
+
+        scales = {}
+        self._smooth_forward(tf.constant(noise), self.layers[-1], scales)
+        self._tau = {name: self.smoothing * max(v, 1e-6) for name, v in scales.items()}
 
     @property
     def size(self):
@@ -274,8 +340,9 @@ class FeatureMeans:
         return {n: values[self.offsets[i]:self.offsets[i + 1]] for i, n in enumerate(self.layers)
                 if self.offsets[i + 1] <= values.size}
 
-    def jacobian(self, x, k, channels):
-        """Rows d mean_c / d x for the given channels of layer k: float32 [len(channels), H*W*3]."""
+    def jacobian(self, x, k, channels, exact=False):
+        """Rows d mean_c / d x for the given channels of layer k: float32 [len(channels), H*W*3]
+        (of the smoothed network if the net has smoothing, unless exact=True)."""
         import tensorflow as tf
 
         channels = np.asarray(channels, dtype=np.int32)
@@ -284,7 +351,8 @@ class FeatureMeans:
         xt = self._tensor(x)
         pad = (-channels.size) % self.chunk
         idx = np.concatenate([channels, np.repeat(channels[-1:], pad)])
-        blocks = [self._jac[k](xt, tf.constant(idx[i:i + self.chunk])).numpy()
+        fn = self._jac_exact[k] if exact else self._jac[k]
+        blocks = [fn(xt, tf.constant(idx[i:i + self.chunk])).numpy()
                   for i in range(0, idx.size, self.chunk)]
         self.passes["reverse"] += int(idx.size)
         return np.concatenate(blocks)[:channels.size]
@@ -357,16 +425,50 @@ class _Stage:
                                    passes=self.passes(), elapsed=sample["elapsed"]))
 
 
-def _constrained_rows(net, k, start, target, reference_dead, dead_tolerance):
+class _Broyden:
+    """Secant (good Broyden) updates of the corrector's inverse in the coefficients y of the
+    row space, x = x_start + U^T y (U: the factorisation's unit rows). It starts as the chord's
+    (U U^T)^-1 and learns how the features actually respond, so iterates never leave the row
+    space of the Jacobian they started with (what makes the reversible scheme reversible)."""
+
+    def __init__(self, solver):
+        import scipy.linalg
+
+        self.solver = solver
+        self.feature_rows = solver.rows[solver.kept]
+        m = self.feature_rows.size
+        self.inverse = scipy.linalg.cho_solve(solver._chol, np.eye(m)) if m else np.zeros((0, 0))
+
+    def residual(self, f, g):
+        return (g - f)[self.feature_rows] / self.solver._scale
+
+    def direction(self, residual):
+        return self.inverse @ residual
+
+    def update(self, dy, d_residual):
+        h_dr = self.inverse @ (-d_residual)
+        denom = float(dy @ h_dr)
+        if abs(denom) > 1e-12 * np.linalg.norm(dy) * np.linalg.norm(h_dr):
+            self.inverse += np.outer(dy - h_dr, dy @ self.inverse) / denom
+
+
+def _constrained_rows(net, k, start, target, reference_dead, dead_tolerance, path_ends=False):
     """Rows of the stacked feature vector (layers 0..k) that are constrained in stage k.
 
     Channels dead on the reference are left out everywhere. A channel of layer k that is dead
     at the start of the path (and so has no gradient there) stays constrained: its Jacobian
-    row is dropped while it is zero and used once the channel wakes up.
+    row is dropped while it is zero and used once the channel wakes up. With path_ends=True
+    (the reversible scheme) a layer-k channel that is dead at the start or at the target is
+    left out instead: waking a channel up from exactly zero (or killing it) has no smooth
+    path, and leaving out the same channels in both directions keeps the scheme symmetric.
     """
     rows = []
     for j in range(k + 1):
         live = np.setdiff1d(np.arange(net.channels[j]), reference_dead[net.layers[j]])
+        if path_ends and j == k:
+            lo = net.offsets[k]
+            ends = np.minimum(start[lo:], target)
+            live = live[ends[live] > dead_tolerance * max(float(np.abs(target).max()), 1e-30)]
         rows.append(net.offsets[j] + live)
     return np.concatenate(rows).astype(int)
 
@@ -392,15 +494,15 @@ def _factorise(net, x, k, rows, dead_tolerance):
 
 
 def _project_stage(net, x, k, target, reference, config, stage, implicit):
-    """Min-norm continuation along the straight feature path (projected method).
+    """Min-norm continuation along the straight feature path (methods projected and reversible).
 
-    Each segment s_a -> s_b solves x_b = x_a + J^T mu, f(x_b) = path(s_b) with chord iterations
-    (every iterate stays in x_a + row space of J). Explicit segments (imposition) take J at the
-    start x_a; implicit segments (normalisation) take J at the end x_b, found by fixed-point
-    iteration on J. An implicit step is exactly undone by an explicit step in the other
-    direction (same J, same affine space), so impose(normalize(x)) returns to x up to the
-    corrector and fixed-point tolerances. A segment whose chord iterations do not converge is
-    split in two (reported; a split breaks the exact reversal).
+    Each segment s_a -> s_b solves x_b = x_a + J^T mu, f(x_b) = path(s_b) (every iterate stays
+    in x_a + row space of J). Explicit segments take J at the start x_a. With the reversible
+    method, normalising (implicit=True) segments take J at the end x_b instead, found by
+    fixed-point iteration; an implicit step is then undone by the explicit step in the other
+    direction (same J, same affine space), up to the corrector and fixed-point tolerances. A
+    segment that does not converge goes on with fresh Jacobians (reported as unconverged or
+    as refreshes; either breaks the exact reversal).
     """
     f_start, lo, rows, final_goal = _stage_start(net, x, k, target, reference, config, stage)
     earlier_rows = rows[rows < lo]
@@ -412,7 +514,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     info = {"jacobians": 0, "refreshes": 0, "unconverged": 0, "corrections": 0, "fixed_point_iterations": 0,
             "fixed_point_change": 0.0, "gradient_dead": set(), "dependent": set(), "max_cos": 0.0,
-            "max_cos_move": 0.0}
+            "max_cos_move": 0.0, "max_cos_exact": None}
 
     def factor(at):
         solver = _factorise(net, at, k, rows, config.dead_tolerance)
@@ -425,10 +527,21 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             set_part = solver.rows >= lo
             direction[set_part] = (target - f_start[lo:])[solver.rows[set_part] - lo]
             solver.earlier = earlier
-            info["max_cos"] = max(info["max_cos"], solver.max_abs_cos(solver.solve(direction), earlier))
+            step = solver.solve(direction)
+            info["max_cos"] = max(info["max_cos"], solver.max_abs_cos(step, earlier))
+            if net.smoothing and info["max_cos_exact"] is None:
+                # Smoothed rows define the steps; measure them against the true gradients once per stage.
+                exact = [net.jacobian(at, j, sel - net.offsets[j], exact=True)
+                         for j in range(k) for sel in [earlier_rows[(earlier_rows >= net.offsets[j])
+                                                                    & (earlier_rows < net.offsets[j + 1])]]]
+                from .projection import max_abs_cos
+
+                info["max_cos_exact"] = max_abs_cos(step, np.concatenate(exact))
         return solver
 
-    def chord(x_start, g, solver, segment, refresh):
+    patient = config.reversible  # refresh a Jacobian only when the chord fails
+
+    def chord(x_start, g, solver, segment, refresh, x_init=None):
         """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
 
         Convergence is judged on the rows the factorisation uses: a channel without gradient
@@ -437,15 +550,18 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         With refresh=True a stalled iteration takes a fresh Jacobian at the current point
         (Gauss-Newton) and goes on; otherwise it gives up (used by the implicit scheme).
         """
-        x = x_start.copy()
+        x = x_start.copy() if x_init is None else x_init
         f = net.means(x, k)
         err = stage.layer_errors(f, g, solver.rows).max()
         stage.report_progress(segment, f, final_goal, rows)
         stalls = refreshes = 0
+        secant = _Broyden(solver)
         for _ in range(config.max_corrections):
             if err < config.tolerance:
                 return x, solver, True
-            dx = solver.solve((g - f)[solver.rows])
+            residual = secant.residual(f, g)
+            dy = secant.direction(residual)
+            dx = solver._unit.T @ dy
             info["corrections"] += 1
             step = 1.0
             for _ in range(5):  # damping: halve the step until the error drops
@@ -456,8 +572,9 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                     break
                 step *= 0.5
             improved = err_try < err
-            stalls = 0 if err_try < 0.7 * err else stalls + 1
+            stalls = 0 if err_try < (0.95 if patient else 0.7) * err else stalls + 1
             if improved:
+                secant.update(step * dy, secant.residual(f_try, g) - residual)
                 x, f, err = x_try, f_try, err_try
                 stage.report_progress(segment, f, final_goal, rows)
             if not improved or stalls >= 4:
@@ -466,6 +583,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 if not refresh or refreshes >= config.max_refreshes:
                     return x, solver, False
                 solver = factor(x)  # the chord stopped contracting: a fresh Jacobian here
+                secant = _Broyden(solver)
                 err = stage.layer_errors(f, g, solver.rows).max()  # its active rows may differ
                 info["refreshes"] += 1
                 refreshes += 1
@@ -475,19 +593,31 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
     def segment(x, sb, solver, index):
         """Advance to s_b; returns (x_b, Jacobian factorisation to use next)."""
         g = goal(sb)
-        if not implicit or not config.fixed_point_iterations:
+        if not implicit or not config.reversible:
             x_new, solver, ok = chord(x, g, solver, index, refresh=True)
         else:
-            x_new, _, ok = chord(x, g, solver, index, refresh=False)
-            change = 0.0
+            x_new, _, ok = chord(x, g, solver, index, refresh=True)  # the predictor
+            change, point, past = 0.0, x_new, []
             for _ in range(config.fixed_point_iterations):
-                end = factor(x_new)
+                # Picard iteration on the Jacobian's point, Anderson-accelerated (memory 4): the
+                # chord from x_a in the row space of J(point), warm-started at the last solution.
+                end = factor(point)
                 info["fixed_point_iterations"] += 1
-                x_next, _, ok = chord(x, g, end, index, refresh=False)
+                warm = x_new - end.project_out(x_new - x)
+                x_next, _, ok = chord(x, g, end, index, refresh=False, x_init=warm)
+                residual = x_next - point
                 change = float(np.linalg.norm(x_next - x_new) / np.linalg.norm(x))
                 x_new, solver = x_next, end
-                if change < config.fixed_point_tolerance:
+                if change < config.fixed_point_tolerance and ok:
                     break
+                past = (past + [(point, residual)])[-5:]
+                if len(past) > 1:
+                    d_x = np.stack([b[0] - a[0] for a, b in zip(past, past[1:])], axis=1)
+                    d_r = np.stack([b[1] - a[1] for a, b in zip(past, past[1:])], axis=1)
+                    gamma = np.linalg.lstsq(d_r, residual, rcond=None)[0]
+                    point = point + residual - (d_x + d_r) @ gamma
+                else:
+                    point = x_next
             info["fixed_point_change"] = max(info["fixed_point_change"], change)
             if not ok:  # fall back to the explicit scheme for the rest of this segment
                 x_new, solver, ok = chord(x_new, g, solver, index, refresh=True)
@@ -496,7 +626,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         info["unconverged"] += int(not ok)
         return x_new, solver
 
-    n = int(config.segments[k])
+    n = int(config.path_segments[k])
     if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.tolerance:
         n = 0  # already there (e.g. an image normalised before): iterating on float32 noise only drifts
     solver = factor(x) if n else None
@@ -509,7 +639,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         x, f = _restore_earlier(net, x, f, k, final_goal, rows, solver, config, stage, info)
     stage.report_progress(n, f, final_goal, rows)
     return x, f, rows, {"restore_steps": info.get("restore_steps", 0), "scheme": "implicit" if implicit else "explicit",
-                        "max_abs_cos": info["max_cos"] if k else None,
+                        "max_abs_cos": (info["max_cos_exact"] if net.smoothing else info["max_cos"]) if k else None,
+                        "max_abs_cos_smoothed_rows": info["max_cos"] if k and net.smoothing else None,
                         "max_abs_cos_segment_move": info["max_cos_move"] if k else None,
                         "jacobians": info["jacobians"], "jacobian_refreshes": info["refreshes"],
                         "unconverged_segments": info["unconverged"],
@@ -558,7 +689,8 @@ def _stage_start(net, x, k, target, reference, config, stage):
     f_start = net.means(x, k)
     stage.earlier_goal = f_start
     lo = net.offsets[k]
-    rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance)
+    rows = _constrained_rows(net, k, f_start, target, reference.dead, config.dead_tolerance,
+                             path_ends=config.reversible)
     goal = f_start.copy()
     goal[lo:] = target
     return f_start, lo, rows, goal
@@ -602,7 +734,7 @@ def set_layer(net, x, k, target, reference, config, kind="normalize", stage_inde
     Returns (x, stage report dict, convergence history).
     """
     stage = _Stage(net, k, kind, stage_index, num_stages, callback)
-    run = _project_stage if config.method == "projected" else _penalty_stage
+    run = _penalty_stage if config.method == "penalty" else _project_stage
     x, f, rows, extra = run(net, x, k, np.asarray(target, np.float64), reference, config, stage, implicit)
     lo, hi = net.offsets[k], net.offsets[k + 1]
     f_layers = net.split(f)
@@ -711,7 +843,8 @@ def build_net(config, shape, extractor=None, notify=None):
     if extractor is None:
         extractor = build_extractor(model=config.model, weights=config.weights, layers=list(config.layers),
                                     seed=config.seed, notify=notify)
-    return FeatureMeans(extractor, shape, config.layers), extractor
+    smoothing = config.smoothing if config.reversible else 0.0
+    return FeatureMeans(extractor, shape, config.layers, smoothing=smoothing, seed=config.seed), extractor
 
 
 def decoupled_transfer(content, style, config=None, callback=None, extractor=None, notify=None):
