@@ -107,10 +107,11 @@ def run_size(size, content_path, style_path, config, log, partial=None, on_stage
                        "norm_content": norm_content, "result": result, "back": back}}
 
 
-def run_reversible(size, content_path, config, log):
-    """Round trip of the content with the reversible method; also saves its self-transfer sheet."""
+def run_reversible(size, content_path, config, log, layers=5):
+    """Round trip of the content with the reversible method (first `layers` layers); also saves
+    its sheet."""
     content = center_crop(load_image(content_path), (size, size))
-    config = config.replace(size=size, method="reversible")
+    config = config.replace(size=size, method="reversible", layers=dc.LAYERS[:layers])
     t0, c0 = time.perf_counter(), time.process_time()
     net, _ = dc.build_net(config, (size, size))
     reference = dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
@@ -125,8 +126,8 @@ def run_reversible(size, content_path, config, log):
     back, normalised, rmse, reports = dc.round_trip(net, content, reference, config, cb)
     sheet = contact_sheet([content, np.clip(normalised, 0, 1), np.clip(back, 0, 1)],
                           ["content", "normalised (reversible)", "round trip"], columns=3, cell=size)
-    save_png(os.path.join(DOCS, f"reversible_round_trip_{size}.png"), sheet)
-    return {"size": size, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),
+    save_png(os.path.join(DOCS, f"reversible_round_trip_{size}_{layers}layers.png"), sheet)
+    return {"size": size, "layers": layers, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),
             "smoothing": config.smoothing, "fixed_point_iterations": config.fixed_point_iterations,
             "round_trip_rmse_clipped": float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content)),
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
@@ -200,17 +201,24 @@ def markdown_penalty(penalty, size, command, load):
         f"{penalty['round_trip_rmse']:.3f}.", "", stage_table(penalty["stages"]), ""])
 
 
-def markdown_reversible(rev, command, load):
+def markdown_reversible(revs, command, load):
+    out = _intro(command, load)
+    for rev in revs:
+        out += _markdown_reversible(rev)
+    return "\n".join(out)
+
+
+def _markdown_reversible(rev):
     size = rev["size"]
-    return "\n".join(_intro(command, load) + [
-        f"### Reversible round trip ({size}x{size}, content normalised and its own features re-imposed)", "",
+    return [f"### Reversible round trip ({size}x{size}, block1..{rev['layers']}_conv1, content normalised "
+            "and its own features re-imposed)", "",
         f"Method `reversible`: segments {rev['segments']}, Jacobians of the network smoothed at "
         f"{rev['smoothing']} x each layer's spread, up to {rev['fixed_point_iterations']} fixed-point "
         f"iterations per normalising segment. **{rev['wall_s'] / 60:.1f} min wall**, {rev['cpu_s'] / 60:.1f} min "
         f"CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
         f"after clipping to [0, 1]); largest pixel difference {rev['max_abs_diff']:.2e}. The cosine column is "
         "measured against the exact (unsmoothed) channel gradients of the earlier layers at the start of "
-        "each stage.", "", stage_table(rev["stages"]), ""])
+        "each stage.", "", stage_table(rev["stages"]), ""]
 
 
 def main(argv=None):
@@ -219,6 +227,8 @@ def main(argv=None):
     p.add_argument("--parts", nargs="+", default=["transfer", "penalty", "reversible"],
                    choices=["transfer", "penalty", "reversible"])
     p.add_argument("--no-round-trip", action="store_true", help="transfer part: skip the round trip")
+    p.add_argument("--reversible", nargs="+", default=["128:5"], metavar="SIZE:LAYERS",
+                   help="reversible part: sizes and numbers of layers (default: 128:5)")
     p.add_argument("--penalty-steps", type=int, default=100)
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
@@ -263,9 +273,11 @@ def main(argv=None):
         raw["penalty"] = run_penalty(size, content, config, args.penalty_steps, log)
         publish("decoupled-penalty", markdown_penalty(raw["penalty"], size, command, at_start))
     if "reversible" in args.parts:
-        at_start = load()
-        raw["reversible"] = run_reversible(size, content, config, log)
-        publish("decoupled-reversible", markdown_reversible(raw["reversible"], command, at_start))
+        at_start, raw["reversible"] = load(), []
+        for item in args.reversible:
+            rsize, layers = (int(v) for v in item.split(":"))
+            raw["reversible"].append(run_reversible(rsize, content, config, log, layers))
+            publish("decoupled-reversible", markdown_reversible(raw["reversible"], command, at_start))
     return 0
 
 

@@ -69,6 +69,8 @@ class DecoupledConfig:
             implicit (normalising) segment, and the relative image change at which they stop.
         smoothing: 'reversible' only: the Jacobians (not the features) are those of the network
             with ReLU and max pooling smoothed at this fraction of each layer's spread on noise.
+        reversible_tolerance: 'reversible' only: the corrector tolerance (at most `tolerance`); the
+            way back amplifies what a segment leaves.
         dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
             its layer's largest mean is dead and left unconstrained.
         penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
@@ -90,6 +92,7 @@ class DecoupledConfig:
     fixed_point_iterations: int = 20
     fixed_point_tolerance: float = 1e-7
     smoothing: float = 0.2
+    reversible_tolerance: float = 1e-5
     dead_tolerance: float = 1e-4
     penalty_steps: int = 200
     penalty_learning_rate: float = 5e-4
@@ -106,6 +109,12 @@ class DecoupledConfig:
     @property
     def reversible(self):
         return self.method == "reversible"
+
+    @property
+    def corrector_tolerance(self):
+        """Relative feature error at which a segment's corrections stop (tighter when reversible:
+        the way back amplifies what is left)."""
+        return min(self.tolerance, self.reversible_tolerance) if self.reversible else self.tolerance
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -136,7 +145,8 @@ class DecoupledConfig:
         if len(self.path_segments) != len(self.layers) or any(int(n) < 1 for n in self.path_segments):
             raise UserError(f"segments {list(self.path_segments)}; accepted: one positive whole number per layer "
                             f"({len(self.layers)} layers)")
-        for name in ("tolerance", "dead_tolerance", "penalty_learning_rate", "fixed_point_tolerance", "smoothing"):
+        for name in ("tolerance", "dead_tolerance", "penalty_learning_rate", "fixed_point_tolerance", "smoothing",
+                     "reversible_tolerance"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UserError(f"{name} {value!r}; accepted: a finite number > 0")
@@ -287,10 +297,10 @@ class FeatureMeans:
             self._sgd.append(tf.function(sgd, input_signature=[spec, vec, vec, tf.TensorSpec([], tf.float32)]))
 
     def _smooth_forward(self, x, upto, scales=None):
-        """The network with every ReLU replaced by tau softplus(z / tau), tau per layer (max pools
-        stay: a log-sum-exp pool made the deeper Jacobians too inexact to correct with); returns
-        layer `upto`. With scales={} it runs the exact network instead and fills `scales` with
-        each conv layer's pre-activation spread."""
+        """The network with every ReLU replaced by tau softplus(z / tau) and every 2x2 max pool by
+        tau logsumexp(z / tau), tau per layer; returns layer `upto`. With scales={} it runs the
+        exact network instead and fills `scales` with each layer's pre-activation (conv) or input
+        (pool) spread."""
         import keras
         import tensorflow as tf
 
@@ -309,11 +319,18 @@ class FeatureMeans:
                 if layer.name == upto:
                     return y
             elif isinstance(layer, keras.layers.MaxPooling2D):
-                y = tf.nn.max_pool2d(y, 2, 2, "VALID")
+                if scales is not None:
+                    scales[layer.name] = float(tf.math.reduce_std(y))
+                if scales is not None:
+                    y = tf.nn.max_pool2d(y, 2, 2, "VALID")
+                else:
+                    tau = self._tau[layer.name]
+                    _, h, w, c = y.shape
+                    y = tau * tf.reduce_logsumexp(tf.reshape(y, [1, h // 2, 2, w // 2, 2, c]) / tau, axis=[2, 4])
         raise ValueError(f"layer {upto} not found")
 
     def _set_scales(self, noise):
-        """tau = smoothing x the spread of each conv layer's pre-activations on a noise image."""
+        """tau = smoothing x the spread of each layer's pre-activations (inputs, for pools) on noise."""
         import tensorflow as tf
 
         scales = {}
@@ -557,7 +574,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         stalls = refreshes = 0
         secant = _Broyden(solver)
         for _ in range(config.max_corrections):
-            if err < config.tolerance:
+            if err < config.corrector_tolerance:
                 return x, solver, True
             residual = secant.residual(f, g)
             dy = secant.direction(residual)
@@ -578,7 +595,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 x, f, err = x_try, f_try, err_try
                 stage.report_progress(segment, f, final_goal, rows)
             if not improved or stalls >= 4:
-                if err < 3 * config.tolerance:  # at the float32 noise floor: accept
+                if err < 3 * config.corrector_tolerance:  # at the float32 noise floor: accept
                     return x, solver, True
                 if not refresh or refreshes >= config.max_refreshes:
                     return x, solver, False
@@ -588,7 +605,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 info["refreshes"] += 1
                 refreshes += 1
                 stalls = 0
-        return x, solver, err < 3 * config.tolerance
+        return x, solver, err < 3 * config.corrector_tolerance
 
     def segment(x, sb, solver, index):
         """Advance to s_b; returns (x_b, Jacobian factorisation to use next)."""
@@ -627,7 +644,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         return x_new, solver
 
     n = int(config.path_segments[k])
-    if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.tolerance:
+    if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.corrector_tolerance:
         n = 0  # already there (e.g. an image normalised before): iterating on float32 noise only drifts
     solver = factor(x) if n else None
     for i in range(n):
@@ -657,14 +674,14 @@ def _restore_earlier(net, x, f, k, goal, rows, solver, config, stage, info):
     """
     lo = net.offsets[k]
     errs = stage.layer_errors(f, goal, rows)
-    if errs[:-1].max() < 3 * config.tolerance:
+    if errs[:-1].max() < 3 * config.corrector_tolerance:
         return x, f
     feature_rows = solver.rows[solver.kept]
     mask = feature_rows < lo
     sub = MinNormSolver(solver._unit[mask] * solver._scale[mask, None], dead_tol=0.0)
     err = errs[:-1].max()
     for _ in range(config.max_corrections):
-        if err < config.tolerance:
+        if err < config.corrector_tolerance:
             break
         dx = sub.solve((goal - f)[feature_rows[mask]])
         step, improved = 1.0, False
