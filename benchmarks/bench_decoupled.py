@@ -107,11 +107,11 @@ def run_size(size, content_path, style_path, config, log, partial=None, on_stage
                        "norm_content": norm_content, "result": result, "back": back}}
 
 
-def run_reversible(size, content_path, config, log, layers=5):
+def run_reversible(size, content_path, config, log, layers=5, segments=None):
     """Round trip of the content with the reversible method (first `layers` layers); also saves
     its sheet."""
     content = center_crop(load_image(content_path), (size, size))
-    config = config.replace(size=size, method="reversible", layers=dc.LAYERS[:layers])
+    config = config.replace(size=size, method="reversible", layers=dc.LAYERS[:layers], segments=segments)
     t0, c0 = time.perf_counter(), time.process_time()
     net, _ = dc.build_net(config, (size, size))
     reference = dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
@@ -227,8 +227,9 @@ def main(argv=None):
     p.add_argument("--parts", nargs="+", default=["transfer", "penalty", "reversible"],
                    choices=["transfer", "penalty", "reversible"])
     p.add_argument("--no-round-trip", action="store_true", help="transfer part: skip the round trip")
-    p.add_argument("--reversible", nargs="+", default=["128:5"], metavar="SIZE:LAYERS",
-                   help="reversible part: sizes and numbers of layers (default: 128:5)")
+    p.add_argument("--reversible", nargs="+", default=["128:5"], metavar="SIZE:LAYERS[:SEGMENTS]",
+                   help="reversible part: size, number of layers and optionally segments per layer "
+                        "(comma-separated), e.g. 64:2:16,8 (default: 128:5)")
     p.add_argument("--penalty-steps", type=int, default=100)
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
@@ -275,8 +276,9 @@ def main(argv=None):
     if "reversible" in args.parts:
         at_start, raw["reversible"] = load(), []
         for item in args.reversible:
-            rsize, layers = (int(v) for v in item.split(":"))
-            raw["reversible"].append(run_reversible(rsize, content, config, log, layers))
+            parts = item.split(":")
+            segments = tuple(int(v) for v in parts[2].split(",")) if len(parts) > 2 else None
+            raw["reversible"].append(run_reversible(int(parts[0]), content, config, log, int(parts[1]), segments))
             publish("decoupled-reversible", markdown_reversible(raw["reversible"], command, at_start))
     return 0
 

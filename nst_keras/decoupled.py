@@ -44,7 +44,7 @@ from .projection import MinNormSolver
 LAYERS = tuple(f"block{k}_conv1" for k in range(1, 6))
 METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
-SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (16, 8, 4, 2, 2), "penalty": (4, 2, 2, 1, 1)}
+SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 4, 2, 2), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
 
 
@@ -321,7 +321,6 @@ class FeatureMeans:
             elif isinstance(layer, keras.layers.MaxPooling2D):
                 if scales is not None:
                     scales[layer.name] = float(tf.math.reduce_std(y))
-                if scales is not None:
                     y = tf.nn.max_pool2d(y, 2, 2, "VALID")
                 else:
                     tau = self._tau[layer.name]
