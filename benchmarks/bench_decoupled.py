@@ -10,7 +10,8 @@ Parts, each written to its own BENCHMARKS.md section:
   a self-transfer), all with the default 'projected' method;
 - penalty (decoupled-penalty, first size): the thesis's SGD on summed losses, normalising and
   re-imposing the content;
-- reversible (decoupled-reversible, first size): the round trip with the 'reversible' method.
+- reversible (decoupled-reversible, sizes and layers from --reversible): the round trip with
+  the 'reversible' method.
 Images for the README go to docs/decoupled/.
 """
 import argparse
@@ -227,9 +228,9 @@ def main(argv=None):
     p.add_argument("--parts", nargs="+", default=["transfer", "penalty", "reversible"],
                    choices=["transfer", "penalty", "reversible"])
     p.add_argument("--no-round-trip", action="store_true", help="transfer part: skip the round trip")
-    p.add_argument("--reversible", nargs="+", default=["128:5"], metavar="SIZE:LAYERS[:SEGMENTS]",
+    p.add_argument("--reversible", nargs="+", default=["64:2:16,8", "128:2"], metavar="SIZE:LAYERS[:SEGMENTS]",
                    help="reversible part: size, number of layers and optionally segments per layer "
-                        "(comma-separated), e.g. 64:2:16,8 (default: 128:5)")
+                        "(comma-separated) (default: 64:2:16,8 128:2; block3-5 do not converge yet)")
     p.add_argument("--penalty-steps", type=int, default=100)
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
