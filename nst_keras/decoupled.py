@@ -120,7 +120,9 @@ class DecoupledConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["segments"] = list(self.path_segments)  # as used (None stands for the method's default)
+        return out
 
     def validate(self):
         """Raise UserError naming the first bad value and what is accepted."""

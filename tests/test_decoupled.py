@@ -179,5 +179,6 @@ def test_cli_writes_outputs(files, capsys):
         assert os.path.exists(files["out"].replace(".png", f"{suffix}.png"))
     data = json.load(open(report))
     assert [s["stage"] for s in data["stages"]] == ["style"] * 2 + ["content"] * 2 + ["impose"] * 2
+    assert data["metadata"]["config"]["segments"] == list(dc.SEGMENTS["projected"][:2])  # as used
     assert Image.open(files["out"]).size == (32, 32)
 
