@@ -108,14 +108,19 @@ def run_size(size, content_path, style_path, config, log, partial=None, on_stage
                        "norm_content": norm_content, "result": result, "back": back}}
 
 
+def _round_trip_setup(size, content_path, config):
+    """The square content crop, its FeatureMeans and the noise reference for a round-trip part."""
+    content = center_crop(load_image(content_path), (size, size))
+    net, _ = dc.build_net(config, (size, size))
+    return content, net, dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+
+
 def run_reversible(size, content_path, config, log, layers=5, segments=None):
     """Round trip of the content with the reversible method (first `layers` layers); also saves
     its sheet."""
-    content = center_crop(load_image(content_path), (size, size))
     config = config.replace(size=size, method="reversible", layers=dc.LAYERS[:layers], segments=segments)
     t0, c0 = time.perf_counter(), time.process_time()
-    net, _ = dc.build_net(config, (size, size))
-    reference = dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+    content, net, reference = _round_trip_setup(size, content_path, config)
     log(f"  {size}px reversible round trip, segments {config.path_segments} ...")
 
     def cb(p):
@@ -136,10 +141,8 @@ def run_reversible(size, content_path, config, log, layers=5, segments=None):
 
 
 def run_penalty(size, content_path, config, steps, log):
-    content = center_crop(load_image(content_path), (size, size))
     config = config.replace(size=size, method="penalty", penalty_steps=steps)
-    net, _ = dc.build_net(config, (size, size))
-    reference = dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+    content, net, reference = _round_trip_setup(size, content_path, config)
     log(f"  {size}px penalty baseline, {steps} SGD steps per layer ...")
     t0 = time.perf_counter()
     back, _, rmse, reports = dc.round_trip(net, content, reference, config)
@@ -222,13 +225,27 @@ def _markdown_reversible(rev):
         "each stage.", "", stage_table(rev["stages"]), ""]
 
 
+def _reversible_item(text):
+    """SIZE:LAYERS[:SEGMENTS] -> (size, layers, segments or None)."""
+    try:
+        parts = text.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError
+        segments = tuple(int(v) for v in parts[2].split(",")) if len(parts) == 3 else None
+        return int(parts[0]), int(parts[1]), segments
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}'; accepted: SIZE:LAYERS or SIZE:LAYERS:S1,S2,... "
+                                         "(whole numbers, e.g. 64:2:16,8)") from None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--parts", nargs="+", default=["transfer", "penalty", "reversible"],
                    choices=["transfer", "penalty", "reversible"])
     p.add_argument("--no-round-trip", action="store_true", help="transfer part: skip the round trip")
-    p.add_argument("--reversible", nargs="+", default=["64:2:16,8", "128:2"], metavar="SIZE:LAYERS[:SEGMENTS]",
+    p.add_argument("--reversible", nargs="+", type=_reversible_item, default=[(64, 2, (16, 8)), (128, 2, None)],
+                   metavar="SIZE:LAYERS[:SEGMENTS]",
                    help="reversible part: size, number of layers and optionally segments per layer "
                         "(comma-separated) (default: 64:2:16,8 128:2; block3-5 do not converge yet)")
     p.add_argument("--penalty-steps", type=int, default=100)
@@ -276,10 +293,8 @@ def main(argv=None):
         publish("decoupled-penalty", markdown_penalty(raw["penalty"], size, command, at_start))
     if "reversible" in args.parts:
         at_start, raw["reversible"] = load(), []
-        for item in args.reversible:
-            parts = item.split(":")
-            segments = tuple(int(v) for v in parts[2].split(",")) if len(parts) > 2 else None
-            raw["reversible"].append(run_reversible(int(parts[0]), content, config, log, int(parts[1]), segments))
+        for rsize, layers, segments in args.reversible:
+            raw["reversible"].append(run_reversible(rsize, content, config, log, layers, segments))
             publish("decoupled-reversible", markdown_reversible(raw["reversible"], command, at_start))
     return 0
 
