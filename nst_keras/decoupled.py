@@ -450,15 +450,11 @@ class _Broyden:
     space of the Jacobian they started with (what makes the reversible scheme reversible)."""
 
     def __init__(self, solver):
-        import scipy.linalg
-
         self.solver = solver
-        self.feature_rows = solver.rows[solver.kept]
-        m = self.feature_rows.size
-        self.inverse = scipy.linalg.cho_solve(solver._chol, np.eye(m)) if m else np.zeros((0, 0))
+        self.inverse = solver.inverse_gram()
 
     def residual(self, f, g):
-        return (g - f)[self.feature_rows] / self.solver._scale
+        return self.solver.scaled_residual((g - f)[self.solver.rows])
 
     def direction(self, residual):
         return self.inverse @ residual
@@ -579,7 +575,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 return x, solver, True
             residual = secant.residual(f, g)
             dy = secant.direction(residual)
-            dx = solver._unit.T @ dy
+            dx = solver.expand(dy)
             info["corrections"] += 1
             step = 1.0
             for _ in range(5):  # damping: halve the step until the error drops

@@ -70,6 +70,18 @@ class MinNormSolver:
         y = scipy.linalg.cho_solve(self._chol, b[self.kept] / self._scale)
         return self._unit.T @ y
 
+    def scaled_residual(self, b):
+        """b on the kept rows, in the units of the unit-scaled rows (what solve() works with)."""
+        return np.asarray(b, dtype=np.float64)[self.kept] / self._scale
+
+    def inverse_gram(self):
+        """(U U^T)^-1 of the kept unit rows U, dense [rank, rank]."""
+        return scipy.linalg.cho_solve(self._chol, np.eye(self.rank)) if self.rank else np.zeros((0, 0))
+
+    def expand(self, y):
+        """U^T y: the image-space vector with coefficients y on the kept unit rows."""
+        return self._unit.T @ np.asarray(y, dtype=np.float64)
+
     def project_out(self, v):
         """v minus its component in the span of the kept rows (orthogonal to every kept row)."""
         v = np.asarray(v, dtype=np.float64)
