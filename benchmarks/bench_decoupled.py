@@ -152,7 +152,7 @@ def run_penalty(size, content_path, config, steps, log):
 
 def save_figures(res):
     im = res["images"]
-    clip = {k: np.clip(v, 0, 1) for k, v in im.items()}
+    clip = {k: np.clip(v, 0, 1) for k, v in im.items() if v is not None}  # no 'back' without a round trip
     sheet = contact_sheet([clip["content"], clip["style"], clip["norm_style"], clip["norm_content"], clip["result"]],
                           ["content", "style", "normalised style", "normalised content", "result"], columns=5,
                           cell=res["size"])
