@@ -21,13 +21,15 @@ reference, channels without gradient and numerically dependent rows are left out
 constraints and reported.
 
 Method 'reversible' makes impose(normalize(x)) return x: its Jacobians are those of the network
-with softened ReLUs and max pools (the features stay exact), normalising segments are implicit
+with ReLU and max pool softened (softplus and logsumexp; optionally only their derivatives, at the
+exact network's values; the features stay exact), normalising segments are implicit
 (J at the segment's end, found by Anderson-accelerated fixed-point iteration) and imposing
 segments explicit (J at their start), so each imposing segment solves the very equation its
-normalising segment solved; channels dead at either end of a stage are left out in both
-directions. With the exact ReLU Jacobian the fixed point does not converge (it jumps as
-activations flip), and the explicit scheme's small per-segment errors are amplified along the
-way back (normalising contracts, imposing expands); see the README for the measurements.
+normalising segment solved (a stalled corrector renews its model, never its basis); channels
+dead at either end of a stage are left out in both directions. With the exact ReLU Jacobian
+the fixed point does not converge (it jumps as activations flip), and the explicit scheme's
+small per-segment errors are amplified along the way back (normalising contracts, imposing
+expands); see the README for the measurements.
 """
 import dataclasses
 import functools
@@ -44,7 +46,7 @@ from .projection import MinNormSolver
 LAYERS = tuple(f"block{k}_conv1" for k in range(1, 6))
 METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
-SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 4, 2, 2), "penalty": (4, 2, 2, 1, 1)}
+SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 2, 2), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
 
 
@@ -67,8 +69,11 @@ class DecoupledConfig:
         max_refreshes: fresh Jacobians a segment may take when its chord iterations stall.
         fixed_point_iterations, fixed_point_tolerance: 'reversible' only: Jacobian updates of an
             implicit (normalising) segment, and the relative image change at which they stop.
-        smoothing: 'reversible' only: the Jacobians (not the features) are those of the network
-            with ReLU and max pooling smoothed at this fraction of each layer's spread on noise.
+        smoothing: 'reversible' only: the Jacobians (not the features) take the derivatives of ReLU
+            and max pooling softened at this fraction of each layer's spread on noise.
+        straight_through: 'reversible' only: take the softened derivatives at the exact network's
+            activations instead of at the smooth ops' own values (the offsets of softplus and
+            logsumexp add up with depth; see the README for what each gives).
         reversible_tolerance: 'reversible' only: the corrector tolerance (at most `tolerance`); the
             way back amplifies what a segment leaves.
         dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
@@ -92,6 +97,7 @@ class DecoupledConfig:
     fixed_point_iterations: int = 20
     fixed_point_tolerance: float = 1e-7
     smoothing: float = 0.2
+    straight_through: bool = False
     reversible_tolerance: float = 1e-5
     dead_tolerance: float = 1e-4
     penalty_steps: int = 200
@@ -152,6 +158,8 @@ class DecoupledConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UserError(f"{name} {value!r}; accepted: a finite number > 0")
+        if not isinstance(self.straight_through, bool):
+            raise UserError(f"straight_through {self.straight_through!r}; accepted: True or False")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed {self.seed!r}; accepted: a whole number >= 0")
         return self
@@ -243,7 +251,7 @@ class FeatureMeans:
         chunk: Jacobian rows computed per vectorised reverse-mode call (None: by image size).
     """
 
-    def __init__(self, extractor, shape, layers=LAYERS, chunk=None, smoothing=0.0, seed=0):
+    def __init__(self, extractor, shape, layers=LAYERS, chunk=None, smoothing=0.0, seed=0, straight_through=False):
         import keras
         import tensorflow as tf
 
@@ -262,6 +270,7 @@ class FeatureMeans:
         spec = tf.TensorSpec([1, h, w, 3], tf.float32)
         self.passes = {"forward": 0, "reverse": 0}
         self._base, self.smoothing, self._tau = base, float(smoothing), {}
+        self.straight_through = bool(straight_through)
         if smoothing:
             self._set_scales(np.random.default_rng(seed).random((1, h, w, 3)).astype(np.float32))
         self._means, self._jac, self._jac_exact, self._sgd = [], [], [], []
@@ -299,10 +308,13 @@ class FeatureMeans:
             self._sgd.append(tf.function(sgd, input_signature=[spec, vec, vec, tf.TensorSpec([], tf.float32)]))
 
     def _smooth_forward(self, x, upto, scales=None):
-        """The network with every ReLU replaced by tau softplus(z / tau) and every 2x2 max pool by
-        tau logsumexp(z / tau), tau per layer; returns layer `upto`. With scales={} it runs the
-        exact network instead and fills `scales` with each layer's pre-activation (conv) or input
-        (pool) spread."""
+        """Layer `upto` of the network with the derivative of every ReLU replaced by that of
+        tau softplus(z / tau) (a sigmoid) and that of every 2x2 max pool by that of
+        tau logsumexp(z / tau) (a softmax), tau per layer. With straight_through the values stay
+        the exact network's, so each layer's soft derivatives are evaluated where the
+        exact network is; otherwise the values are the smooth ops' own (their offsets add up with
+        depth). With scales={} it runs the exact network and fills `scales` with each layer's
+        pre-activation (conv) or input (pool) spread."""
         import keras
         import tensorflow as tf
 
@@ -317,7 +329,7 @@ class FeatureMeans:
                     y = tf.nn.relu(z)
                 else:
                     tau = self._tau[layer.name]
-                    y = tau * tf.nn.softplus(z / tau)
+                    y = self._soft(tau * tf.nn.softplus(z / tau), tf.nn.relu(z))
                 if layer.name == upto:
                     return y
             elif isinstance(layer, keras.layers.MaxPooling2D):
@@ -327,8 +339,15 @@ class FeatureMeans:
                 else:
                     tau = self._tau[layer.name]
                     _, h, w, c = y.shape
-                    y = tau * tf.reduce_logsumexp(tf.reshape(y, [1, h // 2, 2, w // 2, 2, c]) / tau, axis=[2, 4])
+                    soft = tau * tf.reduce_logsumexp(tf.reshape(y, [1, h // 2, 2, w // 2, 2, c]) / tau, axis=[2, 4])
+                    y = self._soft(soft, tf.nn.max_pool2d(y, 2, 2, "VALID"))
         raise ValueError(f"layer {upto} not found")
+
+    def _soft(self, soft, exact):
+        """The smoothed op; with straight_through, the exact value with the smoothed op's gradient."""
+        import tensorflow as tf
+
+        return soft + tf.stop_gradient(exact - soft) if self.straight_through else soft
 
     def _set_scales(self, noise):
         """tau = smoothing x the spread of each layer's pre-activations (inputs, for pools) on noise."""
@@ -459,6 +478,12 @@ class _Broyden:
     def direction(self, residual):
         return self.inverse @ residual
 
+    def remodel(self, rows_here):
+        """Restart from the response measured by the Jacobian rows at the current point (the
+        kept feature rows, in the solver's order): the basis U stays, only the model changes."""
+        inverse_scale = self.solver.scaled_residual(np.ones(self.solver.num_rows))
+        self.inverse = np.linalg.pinv(self.solver.in_row_basis(rows_here) * inverse_scale[:, None], rcond=1e-10)
+
     def update(self, dy, d_residual):
         h_dr = self.inverse @ (-d_residual)
         denom = float(dy @ h_dr)
@@ -555,13 +580,22 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     patient = config.reversible  # refresh a Jacobian only when the chord fails
 
+    def rows_at(at, features):
+        """Jacobian rows of the given stacked feature indices at `at`, in that order."""
+        out = np.empty((features.size, net.size), np.float32)
+        for j in range(k + 1):
+            pick = np.flatnonzero((features >= net.offsets[j]) & (features < net.offsets[j + 1]))
+            out[pick] = net.jacobian(at, j, features[pick] - net.offsets[j])
+        return out
+
     def chord(x_start, g, solver, segment, refresh, x_init=None):
         """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
 
         Convergence is judged on the rows the factorisation uses: a channel without gradient
         (dead at this point) cannot be moved and would otherwise hide the progress of the rest.
 
-        With refresh=True a stalled iteration takes a fresh Jacobian at the current point
+        With refresh=True a stalled iteration takes a fresh Jacobian at the current point (with
+        the reversible method it keeps the segment's basis and renews only the secant model)
         (Gauss-Newton) and goes on; otherwise it gives up (used by the implicit scheme).
         """
         x = x_start.copy() if x_init is None else x_init
@@ -596,8 +630,12 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                     return x, solver, True
                 if not refresh or refreshes >= config.max_refreshes:
                     return x, solver, False
-                solver = factor(x)  # the chord stopped contracting: a fresh Jacobian here
-                secant = _Broyden(solver)
+                if patient:  # keep the basis (what makes the scheme reversible), renew the model
+                    secant.remodel(rows_at(x, solver.rows[solver.kept]))
+                    info["jacobians"] += 1
+                else:  # the chord stopped contracting: a fresh Jacobian here
+                    solver = factor(x)
+                    secant = _Broyden(solver)
                 err = stage.layer_errors(f, g, solver.rows).max()  # its active rows may differ
                 info["refreshes"] += 1
                 refreshes += 1
@@ -858,7 +896,8 @@ def build_net(config, shape, extractor=None, notify=None):
         extractor = build_extractor(model=config.model, weights=config.weights, layers=list(config.layers),
                                     seed=config.seed, notify=notify)
     smoothing = config.smoothing if config.reversible else 0.0
-    return FeatureMeans(extractor, shape, config.layers, smoothing=smoothing, seed=config.seed), extractor
+    return FeatureMeans(extractor, shape, config.layers, smoothing=smoothing, seed=config.seed,
+                        straight_through=config.straight_through), extractor
 
 
 def decoupled_transfer(content, style, config=None, callback=None, extractor=None, notify=None):

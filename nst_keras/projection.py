@@ -82,6 +82,10 @@ class MinNormSolver:
         """U^T y: the image-space vector with coefficients y on the kept unit rows."""
         return self._unit.T @ np.asarray(y, dtype=np.float64)
 
+    def in_row_basis(self, rows):
+        """rows @ U^T: other rows (e.g. a Jacobian taken elsewhere) against the kept unit rows."""
+        return np.asarray(rows, dtype=np.float64) @ self._unit.T
+
     def project_out(self, v):
         """v minus its component in the span of the kept rows (orthogonal to every kept row)."""
         v = np.asarray(v, dtype=np.float64)

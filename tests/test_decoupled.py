@@ -88,6 +88,29 @@ def test_reversible_round_trip_comes_back_where_projected_does_not():
     assert errors["reversible"] < 0.03 and errors["reversible"] < errors["projected"] / 5, errors
 
 
+def test_smoothed_jacobian_keeps_exact_values_and_tends_to_the_exact_rows(net):
+    """Straight-through smoothing: the forward values are the network's own, only the derivatives
+    of ReLU and max pool are softened; as the smoothing goes to 0 the rows become the exact ones."""
+    import keras
+    import tensorflow as tf
+
+    from nst_keras.models import preprocess
+
+    extractor = dc.build_net(CONFIG, (SIZE, SIZE))[1]
+    layer = keras.Model(extractor.model.input, extractor.model.get_layer(TWO[1]).output)
+    x = _image(6)
+    exact = net.jacobian(x, 1, np.arange(16))
+    rel = {}
+    for smoothing in (0.2, 1e-6):
+        smooth = dc.FeatureMeans(extractor, (SIZE, SIZE), TWO, smoothing=smoothing, straight_through=True)
+        values = smooth._smooth_forward(tf.constant(x[None]), TWO[1]).numpy()
+        truth = layer(preprocess(tf.constant(x[None]))).numpy()
+        assert np.abs(values - truth).max() <= 1e-4 * np.abs(truth).max()
+        rows = smooth.jacobian(x, 1, np.arange(16))
+        rel[smoothing] = np.linalg.norm(rows - exact) / np.linalg.norm(exact)
+    assert rel[1e-6] < 1e-3 and rel[0.2] > 10 * rel[1e-6], rel
+
+
 def test_broyden_update_meets_the_secant_condition():
     solver = dc.MinNormSolver(np.random.default_rng(0).standard_normal((3, 7)))
     solver.rows = np.arange(3)
@@ -95,6 +118,22 @@ def test_broyden_update_meets_the_secant_condition():
     dy, d_residual = np.array([0.3, -0.1, 0.2]), np.array([-0.5, 0.2, 0.1])
     secant.update(dy, d_residual)
     assert np.allclose(secant.inverse @ -d_residual, dy)
+
+
+def test_broyden_remodel_keeps_the_basis_and_fits_the_new_rows():
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((3, 7)) * np.array([[2.0], [0.5], [1.0]])
+    solver = dc.MinNormSolver(rows)
+    solver.rows = np.arange(3)
+    secant = dc._Broyden(solver)
+    secant.remodel(rows)  # the rows it was built from: the chord's own model
+    assert np.allclose(secant.inverse, solver.inverse_gram())
+    moved = rows + 0.3 * rng.standard_normal((3, 7))
+    secant.remodel(moved)
+    residual = np.array([0.2, -0.4, 0.1])  # scaled, as the corrector sees it
+    dx = solver.expand(secant.direction(residual))
+    assert np.allclose(solver.scaled_residual(moved @ dx), residual)  # the step fits the new rows...
+    assert np.allclose(solver.project_out(dx), 0)  # ...and stays in the old row space
 
 
 def test_reversible_scheme_leaves_out_channels_dead_at_a_path_end(net):
