@@ -69,8 +69,8 @@ class DecoupledConfig:
         max_refreshes: fresh Jacobians a segment may take when its chord iterations stall.
         fixed_point_iterations, fixed_point_tolerance: 'reversible' only: Jacobian updates of an
             implicit (normalising) segment, and the relative image change at which they stop.
-        smoothing: 'reversible' only: the Jacobians (not the features) take the derivatives of ReLU
-            and max pooling softened at this fraction of each layer's spread on noise.
+        smoothing: 'reversible' only: the Jacobians (not the features) are those of the network
+            with ReLU and max pooling softened at this fraction of each layer's spread on noise.
         straight_through: 'reversible' only: take the softened derivatives at the exact network's
             activations instead of at the smooth ops' own values (the offsets of softplus and
             logsumexp add up with depth; see the README for what each gives).
@@ -308,13 +308,12 @@ class FeatureMeans:
             self._sgd.append(tf.function(sgd, input_signature=[spec, vec, vec, tf.TensorSpec([], tf.float32)]))
 
     def _smooth_forward(self, x, upto, scales=None):
-        """Layer `upto` of the network with the derivative of every ReLU replaced by that of
-        tau softplus(z / tau) (a sigmoid) and that of every 2x2 max pool by that of
-        tau logsumexp(z / tau) (a softmax), tau per layer. With straight_through the values stay
-        the exact network's, so each layer's soft derivatives are evaluated where the
-        exact network is; otherwise the values are the smooth ops' own (their offsets add up with
-        depth). With scales={} it runs the exact network and fills `scales` with each layer's
-        pre-activation (conv) or input (pool) spread."""
+        """Layer `upto` of the network with every ReLU softened to tau softplus(z / tau) and every
+        2x2 max pool to tau logsumexp(z / tau), tau per layer (their offsets add up with depth).
+        With straight_through only the derivatives are softened (a sigmoid, a softmax): the
+        values stay the exact network's, so the soft derivatives are taken where it is. With
+        scales={} it runs the exact network and fills `scales` with each layer's pre-activation
+        (conv) or input (pool) spread."""
         import keras
         import tensorflow as tf
 
@@ -594,9 +593,10 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         Convergence is judged on the rows the factorisation uses: a channel without gradient
         (dead at this point) cannot be moved and would otherwise hide the progress of the rest.
 
-        With refresh=True a stalled iteration takes a fresh Jacobian at the current point (with
-        the reversible method it keeps the segment's basis and renews only the secant model)
-        (Gauss-Newton) and goes on; otherwise it gives up (used by the implicit scheme).
+        With refresh=True a stalled iteration takes a fresh Jacobian at the current point and
+        goes on (damped Gauss-Newton); the reversible method keeps the segment's basis and
+        renews only the secant model from it. With refresh=False it gives up (used by the
+        implicit scheme).
         """
         x = x_start.copy() if x_init is None else x_init
         f = net.means(x, k)
