@@ -393,6 +393,16 @@ class FeatureMeans:
         self.passes["reverse"] += int(idx.size)
         return np.concatenate(blocks)[:channels.size]
 
+    def stacked_jacobian(self, x, features, exact=False):
+        """Rows for indices into the stacked feature vector (any layers), in the order given."""
+        features = np.asarray(features)
+        out = np.empty((features.size, self.size), np.float32)
+        for j in range(len(self.layers)):
+            pick = np.flatnonzero((features >= self.offsets[j]) & (features < self.offsets[j + 1]))
+            if pick.size:
+                out[pick] = self.jacobian(x, j, features[pick] - self.offsets[j], exact=exact)
+        return out
+
     def sgd_step(self, x, k, target, weight, rate):
         import tensorflow as tf
 
@@ -569,23 +579,12 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             info["max_cos"] = max(info["max_cos"], solver.max_abs_cos(step, earlier))
             if net.smoothing and info["max_cos_exact"] is None:
                 # Smoothed rows define the steps; measure them against the true gradients once per stage.
-                exact = [net.jacobian(at, j, sel - net.offsets[j], exact=True)
-                         for j in range(k) for sel in [earlier_rows[(earlier_rows >= net.offsets[j])
-                                                                    & (earlier_rows < net.offsets[j + 1])]]]
                 from .projection import max_abs_cos
 
-                info["max_cos_exact"] = max_abs_cos(step, np.concatenate(exact))
+                info["max_cos_exact"] = max_abs_cos(step, net.stacked_jacobian(at, earlier_rows, exact=True))
         return solver
 
     patient = config.reversible  # refresh a Jacobian only when the chord fails
-
-    def rows_at(at, features):
-        """Jacobian rows of the given stacked feature indices at `at`, in that order."""
-        out = np.empty((features.size, net.size), np.float32)
-        for j in range(k + 1):
-            pick = np.flatnonzero((features >= net.offsets[j]) & (features < net.offsets[j + 1]))
-            out[pick] = net.jacobian(at, j, features[pick] - net.offsets[j])
-        return out
 
     def chord(x_start, g, solver, segment, refresh, x_init=None):
         """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
@@ -631,7 +630,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 if not refresh or refreshes >= config.max_refreshes:
                     return x, solver, False
                 if patient:  # keep the basis (what makes the scheme reversible), renew the model
-                    secant.remodel(rows_at(x, solver.rows[solver.kept]))
+                    secant.remodel(net.stacked_jacobian(x, solver.rows[solver.kept]))
                     info["jacobians"] += 1
                 else:  # the chord stopped contracting: a fresh Jacobian here
                     solver = factor(x)
