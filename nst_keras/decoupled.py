@@ -269,7 +269,8 @@ class FeatureMeans:
         self.chunk = chunk
         spec = tf.TensorSpec([1, h, w, 3], tf.float32)
         self.passes = {"forward": 0, "reverse": 0}
-        self._base, self.smoothing, self._tau = base, float(smoothing), {}
+        self._base, self.smoothing, self._tau, self._top = base, float(smoothing), {}, {}
+        self._positions = {}
         self.straight_through = bool(straight_through)
         if smoothing:
             self._set_scales(np.random.default_rng(seed).random((1, h, w, 3)).astype(np.float32))
@@ -307,24 +308,29 @@ class FeatureMeans:
                                    if smoothing else self._jac[-1])
             self._sgd.append(tf.function(sgd, input_signature=[spec, vec, vec, tf.TensorSpec([], tf.float32)]))
 
-    def _smooth_forward(self, x, upto, scales=None):
+    def _smooth_forward(self, x, upto, scales=None, pre_activation=False):
         """Layer `upto` of the network with every ReLU softened to tau softplus(z / tau) and every
         2x2 max pool to tau logsumexp(z / tau), tau per layer (their offsets add up with depth).
         With straight_through only the derivatives are softened (a sigmoid, a softmax): the
         values stay the exact network's, so the soft derivatives are taken where it is. With
         scales={} it runs the exact network and fills `scales` with each layer's pre-activation
-        (conv) or input (pool) spread."""
+        (conv) or input (pool) spread. With pre_activation=True it runs the exact network and
+        returns `upto`'s convolution output before its ReLU."""
         import keras
         import tensorflow as tf
 
         from .models import preprocess
 
+        exact = scales is not None or pre_activation
         y = preprocess(x)
         for layer in self._base.layers:
             if isinstance(layer, keras.layers.Conv2D):
                 z = tf.nn.conv2d(y, layer.kernel, 1, "SAME") + layer.bias
-                if scales is not None:
-                    scales[layer.name] = float(tf.math.reduce_std(z))
+                if pre_activation and layer.name == upto:
+                    return z
+                if exact:
+                    if scales is not None:
+                        scales[layer.name] = float(tf.math.reduce_std(z))
                     y = tf.nn.relu(z)
                 else:
                     tau = self._tau[layer.name]
@@ -332,8 +338,9 @@ class FeatureMeans:
                 if layer.name == upto:
                     return y
             elif isinstance(layer, keras.layers.MaxPooling2D):
-                if scales is not None:
-                    scales[layer.name] = float(tf.math.reduce_std(y))
+                if exact:
+                    if scales is not None:
+                        scales[layer.name] = float(tf.math.reduce_std(y))
                     y = tf.nn.max_pool2d(y, 2, 2, "VALID")
                 else:
                     tau = self._tau[layer.name]
@@ -392,6 +399,42 @@ class FeatureMeans:
                   for i in range(0, idx.size, self.chunk)]
         self.passes["reverse"] += int(idx.size)
         return np.concatenate(blocks)[:channels.size]
+
+    def top_preactivation(self, x, k, channels):
+        """For channels of layer k: the largest pre-activation (convolution output before the
+        ReLU) over positions, and its gradient rows (exact network), float64 / float32
+        [len(channels), H*W*3]. A channel that is zero everywhere has no mean gradient; this
+        one says which way wakes it up. Also returns the layer's number of positions and its
+        largest pre-activation over all channels."""
+        import tensorflow as tf
+
+        if k not in self._top:
+            name = self.layers[k]
+
+            def top(x, idx):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    z = self._smooth_forward(x, name, pre_activation=True)
+                    self._positions[k] = int(z.shape[1] * z.shape[2])  # static: set while tracing
+                    peak = tf.reduce_max(tf.gather(tf.reshape(z, [-1, z.shape[-1]]), idx, axis=1), axis=0)
+                return peak, tf.reshape(tape.jacobian(peak, x), [tf.shape(idx)[0], -1]), tf.reduce_max(z)
+
+            spec = tf.TensorSpec([1, *self.shape, 3], tf.float32)
+            self._top[k] = tf.function(top, input_signature=[spec, tf.TensorSpec([self.chunk], tf.int32)])
+        channels = np.asarray(channels, dtype=np.int32)
+        if channels.size == 0:
+            return np.zeros(0), np.zeros((0, self.size), np.float32), None, None
+        xt = self._tensor(x)
+        pad = (-channels.size) % self.chunk
+        idx = np.concatenate([channels, np.repeat(channels[-1:], pad)])
+        peaks, rows = [], []
+        for i in range(0, idx.size, self.chunk):
+            p, r, ceiling = self._top[k](xt, tf.constant(idx[i:i + self.chunk]))
+            peaks.append(p.numpy())
+            rows.append(r.numpy())
+        self.passes["reverse"] += int(idx.size)
+        return (np.concatenate(peaks)[:channels.size].astype(np.float64), np.concatenate(rows)[:channels.size],
+                self._positions[k], float(ceiling))
 
     def stacked_jacobian(self, x, features, exact=False):
         """Rows for indices into the stacked feature vector (any layers), in the order given."""
@@ -533,11 +576,15 @@ def _factorise(net, x, k, rows, dead_tolerance):
         blocks.append(jac[ok])
         kept_rows.append(sel[ok])
         dead_rows.append(sel[~ok])
-    rows_kept = np.concatenate(kept_rows)
-    solver = MinNormSolver(np.concatenate(blocks), dead_tol=0.0)
-    solver.rows = rows_kept                    # feature index of each Jacobian row
-    solver.gradient_dead = np.concatenate(dead_rows)
-    solver.dependent_rows = rows_kept[solver.dependent]
+    return _solver(np.concatenate(blocks), np.concatenate(kept_rows), np.concatenate(dead_rows))
+
+
+def _solver(jac, feature_rows, gradient_dead):
+    """A MinNormSolver on Jacobian rows (none of them dead) that knows their feature indices."""
+    solver = MinNormSolver(jac, dead_tol=0.0)
+    solver.rows = np.asarray(feature_rows, int)  # feature index of each Jacobian row
+    solver.gradient_dead = np.asarray(gradient_dead, int)
+    solver.dependent_rows = solver.rows[solver.dependent]
     return solver
 
 
@@ -562,7 +609,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     info = {"jacobians": 0, "refreshes": 0, "unconverged": 0, "corrections": 0, "fixed_point_iterations": 0,
             "fixed_point_change": 0.0, "gradient_dead": set(), "dependent": set(), "max_cos": 0.0,
-            "max_cos_move": 0.0, "max_cos_exact": None}
+            "max_cos_move": 0.0, "max_cos_exact": None, "woken": set()}
 
     def factor(at):
         solver = _factorise(net, at, k, rows, config.dead_tolerance)
@@ -677,14 +724,63 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         info["unconverged"] += int(not ok)
         return x_new, solver
 
+    def lift(x, f, solver=None):
+        """Departure (the paper has no such channels): layer-k channels that are zero everywhere
+        have no gradient, so no corrector can move them. A min-norm step raises each one's
+        largest pre-activation to (positions x target), what one position alone would need, for
+        the channels where that is no more than the layer's largest pre-activation (channels with
+        a larger target usually wake up on the way, and a single-position spike that large would
+        derail the corrector); with a solver, the rows it uses stay put to first order. Returns
+        (x, woken feature rows)."""
+        stuck = rows[(rows >= lo) & (f[rows] <= 0) & (final_goal[rows] > 0)]
+        if not stuck.size:
+            return x, stuck
+        peak, top_rows, positions, ceiling = net.top_preactivation(x, k, stuck - lo)
+        live = (np.linalg.norm(top_rows, axis=1) > 0) & (positions * final_goal[stuck] <= ceiling)
+        stuck, demand = stuck[live], positions * final_goal[stuck[live]] - peak[live]
+        if not stuck.size:
+            return x, stuck
+        if solver is None:
+            dx = MinNormSolver(top_rows[live]).solve(demand)
+        else:
+            lift_rows = np.concatenate([solver.kept_rows(), top_rows[live]])
+            dx = MinNormSolver(lift_rows, dead_tol=0.0).solve(
+                np.concatenate([(final_goal - f)[solver.rows[solver.kept]], demand]))
+        woken = stuck[net.means(x + dx, k)[stuck] > 0]
+        return (x + dx, woken) if woken.size else (x, woken)
+
+    def wake(x, solver):
+        """Channels that died on the way: lift them (see `lift`), add their rows and correct; a
+        try that leaves the stage worse off is undone."""
+        for _ in range(2):
+            f = net.means(x, k)
+            before = stage.layer_errors(f, final_goal, rows).max()
+            x_new, woken = lift(x, f, solver)
+            if not woken.size:
+                break
+            rows_in_use = solver.rows[solver.kept]
+            added = _solver(np.concatenate([solver.kept_rows(), net.stacked_jacobian(x_new, woken)]),
+                            np.concatenate([rows_in_use, woken]), np.setdiff1d(solver.gradient_dead, woken))
+            x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=True)
+            if stage.layer_errors(net.means(x_new, k), final_goal, rows).max() >= before:
+                break
+            x, solver = x_new, solver_new
+            info["woken"].update(woken.tolist())
+        return x, solver
+
     n = int(config.path_segments[k])
     if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.corrector_tolerance:
         n = 0  # already there (e.g. an image normalised before): iterating on float32 noise only drifts
+    if n and not config.reversible:  # before the first Jacobian, so that it has their rows
+        x, woken = lift(x, f_start)
+        info["woken"].update(woken.tolist())
     solver = factor(x) if n else None
     for i in range(n):
         x, solver = segment(x, (i + 1) / n, solver, i)
         if i + 1 < n:
             solver = factor(x)  # explicit: the next segment's Jacobian at its start
+    if solver is not None and not config.reversible:
+        x, solver = wake(x, solver)
     f = net.means(x, k)
     if solver is not None and earlier_rows.size:
         x, f = _restore_earlier(net, x, f, k, final_goal, rows, solver, config, stage, info)
@@ -697,7 +793,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                         "unconverged_segments": info["unconverged"],
                         "corrections": info["corrections"], "fixed_point_iterations": info["fixed_point_iterations"],
                         "fixed_point_change": info["fixed_point_change"] if implicit else None,
-                        "gradient_dead": sorted(info["gradient_dead"]), "dependent": sorted(info["dependent"])}
+                        "gradient_dead": sorted(info["gradient_dead"] - info["woken"]),
+                        "woken": sorted(info["woken"]), "dependent": sorted(info["dependent"])}
 
 
 def _restore_earlier(net, x, f, k, goal, rows, solver, config, stage, info):
@@ -712,7 +809,7 @@ def _restore_earlier(net, x, f, k, goal, rows, solver, config, stage, info):
         return x, f
     feature_rows = solver.rows[solver.kept]
     mask = feature_rows < lo
-    sub = MinNormSolver(solver._unit[mask] * solver._scale[mask, None], dead_tol=0.0)
+    sub = MinNormSolver(solver.kept_rows()[mask], dead_tol=0.0)
     err = errs[:-1].max()
     for _ in range(config.max_corrections):
         if err < config.corrector_tolerance:
@@ -808,7 +905,7 @@ def set_layer(net, x, k, target, reference, config, kind="normalize", stage_inde
         "out_of_box_fraction": float(np.mean((x < 0) | (x > 1))),
         "max_out_of_box": float(max(0.0, -x.min(), x.max() - 1)) if np.all(np.isfinite(x)) else math.inf,
     }
-    for key in ("gradient_dead", "dependent"):
+    for key in ("gradient_dead", "woken", "dependent"):
         if key in extra:
             extra[key] = _by_layer(net, extra[key])
     report.update(extra)

@@ -94,6 +94,10 @@ class MinNormSolver:
         y = scipy.linalg.cho_solve(self._chol, self._unit @ v)
         return v - self._unit.T @ y
 
+    def kept_rows(self):
+        """The kept rows of A, in their original units [rank, N]."""
+        return self._unit * self._scale[:, None]
+
     def residual_rows(self, x):
         """A_kept x, in the units of the original rows."""
         return (self._unit @ np.asarray(x, dtype=np.float64)) * self._scale

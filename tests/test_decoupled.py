@@ -111,6 +111,68 @@ def test_smoothed_jacobian_keeps_exact_values_and_tends_to_the_exact_rows(net):
     assert rel[1e-6] < 1e-3 and rel[0.2] > 10 * rel[1e-6], rel
 
 
+def test_top_preactivation_is_the_largest_pre_relu_value_and_its_gradient(net):
+    import tensorflow as tf
+
+    x = _image(7)
+    z = net._smooth_forward(tf.constant(x[None]), TWO[1], pre_activation=True).numpy()
+    means = net.means(x, 1)[net.offsets[1]:]
+    assert np.allclose(np.maximum(z, 0).mean(axis=(0, 1, 2)), means, rtol=1e-4, atol=1e-6 * means.max())
+    channels = np.array([0, 3, 9])
+    peak, rows, positions, ceiling = net.top_preactivation(x, 1, channels)
+    assert positions == z.shape[1] * z.shape[2] and np.isclose(ceiling, z.max(), rtol=1e-5)
+    assert np.allclose(peak, z.reshape(-1, z.shape[-1]).max(axis=0)[channels], rtol=1e-5)
+    step = 1e-3 * rows[1] / np.linalg.norm(rows[1])  # first order: the peak rises by 1e-3 |row|
+    moved = net.top_preactivation(x.reshape(-1) + step, 1, channels)[0]
+    assert abs((moved[1] - peak[1]) / (1e-3 * np.linalg.norm(rows[1])) - 1) < 0.05
+
+
+def test_channels_zero_everywhere_with_small_targets_are_woken_up_and_set():
+    """Eight block2 channels are made zero everywhere on the image (their biases lowered), and
+    get small targets (as block5's near-dead channels have at 128x128). The stage must wake them
+    and set them like the others; without the lift they stay at zero."""
+    extractor = dc.build_net(CONFIG, (SIZE, SIZE))[1]
+    probe = dc.FeatureMeans(extractor, (SIZE, SIZE), TWO)
+    x = _image(1).reshape(-1)
+    chosen = np.arange(0, 128, 16)
+    peak, _, positions, ceiling = probe.top_preactivation(x, 1, chosen)
+    bias = extractor.model.get_layer(TWO[1]).bias
+    lowered = bias.numpy()
+    lowered[chosen] -= peak + 0.05 * ceiling  # the largest pre-activation is now -0.05 ceiling
+    bias.assign(lowered)
+    net = dc.FeatureMeans(extractor, (SIZE, SIZE), TWO)
+    lo = net.offsets[1]
+    f = net.means(x, 1)
+    assert np.all(f[lo + chosen] == 0)
+    target = 1.02 * f[lo:]
+    target[chosen] = 0.3 * ceiling / positions
+    none_dead = {name: np.array([], int) for name in TWO}
+    reference = dc.Reference(mean={}, std={}, dead=none_dead, shape=net.shape, draws=0)
+
+    out, report, _ = dc.set_layer(net, x, 1, target, reference, CONFIG)
+    after = net.means(out, 1)[lo:]
+    assert set(report["woken"][TWO[1]]) == set(chosen.tolist())
+    assert dc.snr_db(after[chosen], target[chosen]) > 60 and report["set_snr_db"] > 60
+    assert report["min_earlier_snr_db"] > 60
+
+    lifting = net.top_preactivation
+    net.top_preactivation = lambda *a: lifting(*a)[:3] + (0.0,)  # nothing fits under the ceiling
+    out, report, _ = dc.set_layer(net, x, 1, target, reference, CONFIG)
+    assert not report["woken"] and np.all(net.means(out, 1)[lo + chosen] == 0)
+
+
+def test_channels_zero_everywhere_with_large_targets_wake_up_on_the_way(net, reference):
+    """Block1 on a flat grey image: the zero channels' targets would need a spike far above the
+    layer's range at one position, so they are not lifted; the moves of the others wake them."""
+    x = np.full(net.size, 0.5)
+    f = net.means(x, 0)
+    stuck = np.flatnonzero((f <= 0) & (reference.mean[TWO[0]] > 0))
+    assert stuck.size >= 4
+    out, report, _ = dc.set_layer(net, x, 0, reference.mean[TWO[0]], reference, CONFIG)
+    assert np.all(net.means(out, 0)[stuck] > 0) and report["set_snr_db"] > 60
+    assert not report["woken"]
+
+
 def test_broyden_update_meets_the_secant_condition():
     solver = dc.MinNormSolver(np.random.default_rng(0).standard_normal((3, 7)))
     solver.rows = np.arange(3)
