@@ -17,8 +17,10 @@ is orthogonal to the earlier layers' gradients; later iterates use secant (Broyd
 the inverse, learnt from the forward passes, so they stay in the row space of J. Steps are
 damped (halved until the error drops); when the iterations stop contracting, the segment goes
 on with a fresh Jacobian at the current point (damped Gauss-Newton). Channels dead on the
-reference, channels without gradient and numerically dependent rows are left out of the
-constraints and reported.
+reference and numerically dependent rows are left out of the constraints and reported. A
+channel that is zero everywhere has no gradient; if its target is small it is first lifted awake
+(its largest pre-activation raised by a min-norm step), otherwise its row is dropped until the
+other channels' moves wake it; those that stay zero are reported.
 
 Method 'reversible' makes impose(normalize(x)) return x: its Jacobians are those of the network
 with ReLU and max pool softened (softplus and logsumexp; optionally only their derivatives, at the
@@ -750,8 +752,9 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         return (x + dx, woken) if woken.size else (x, woken)
 
     def wake(x, solver):
-        """Channels that died on the way: lift them (see `lift`), add their rows and correct; a
-        try that leaves the stage worse off is undone."""
+        """Channels that died on the way: lift them (see `lift`), add their rows and correct
+        without a fresh Jacobian (one costs more than the whole lift at block5); a try that
+        leaves the stage worse off is undone."""
         for _ in range(2):
             f = net.means(x, k)
             before = stage.layer_errors(f, final_goal, rows).max()
@@ -761,7 +764,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             rows_in_use = solver.rows[solver.kept]
             added = _solver(np.concatenate([solver.kept_rows(), net.stacked_jacobian(x_new, woken)]),
                             np.concatenate([rows_in_use, woken]), np.setdiff1d(solver.gradient_dead, woken))
-            x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=True)
+            x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=False)
             if stage.layer_errors(net.means(x_new, k), final_goal, rows).max() >= before:
                 break
             x, solver = x_new, solver_new
