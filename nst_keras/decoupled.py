@@ -50,6 +50,9 @@ METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
 SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 2, 2), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
+# Relative error (60 dB) above which waking the channels still zero at the end of a projected
+# stage may cost one fresh Jacobian.
+WAKE_REFRESH_ERROR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -635,7 +638,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     patient = config.reversible  # refresh a Jacobian only when the chord fails
 
-    def chord(x_start, g, solver, segment, refresh, x_init=None):
+    def chord(x_start, g, solver, segment, refresh, x_init=None, max_refreshes=None):
         """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
 
         Convergence is judged on the rows the factorisation uses: a channel without gradient
@@ -676,7 +679,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             if not improved or stalls >= 4:
                 if err < 3 * config.corrector_tolerance:  # at the float32 noise floor: accept
                     return x, solver, True
-                if not refresh or refreshes >= config.max_refreshes:
+                if not refresh or refreshes >= (config.max_refreshes if max_refreshes is None else max_refreshes):
                     return x, solver, False
                 if patient:  # keep the basis (what makes the scheme reversible), renew the model
                     secant.remodel(net.stacked_jacobian(x, solver.rows[solver.kept]))
@@ -752,9 +755,9 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         return (x + dx, woken) if woken.size else (x, woken)
 
     def wake(x, solver):
-        """Channels that died on the way: lift them (see `lift`), add their rows and correct
-        without a fresh Jacobian (one costs more than the whole lift at block5); a try that
-        leaves the stage worse off is undone."""
+        """Channels still zero at the end: lift them (see `lift`), add their rows and correct.
+        A fresh Jacobian (at block5 it costs more than the rest of the lift) is spent only while
+        the stage is above WAKE_REFRESH_ERROR; a try that leaves the stage worse off is undone."""
         for _ in range(2):
             f = net.means(x, k)
             before = stage.layer_errors(f, final_goal, rows).max()
@@ -764,7 +767,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             rows_in_use = solver.rows[solver.kept]
             added = _solver(np.concatenate([solver.kept_rows(), net.stacked_jacobian(x_new, woken)]),
                             np.concatenate([rows_in_use, woken]), np.setdiff1d(solver.gradient_dead, woken))
-            x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=False)
+            x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=before > WAKE_REFRESH_ERROR,
+                                         max_refreshes=1)
             if stage.layer_errors(net.means(x_new, k), final_goal, rows).max() >= before:
                 break
             x, solver = x_new, solver_new
