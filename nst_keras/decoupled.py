@@ -391,19 +391,21 @@ class FeatureMeans:
     def jacobian(self, x, k, channels, exact=False):
         """Rows d mean_c / d x for the given channels of layer k: float32 [len(channels), H*W*3]
         (of the smoothed network if the net has smoothing, unless exact=True)."""
-        import tensorflow as tf
-
         channels = np.asarray(channels, dtype=np.int32)
         if channels.size == 0:
             return np.zeros((0, self.size), np.float32)
+        fn = self._jac_exact[k] if exact else self._jac[k]
+        return np.concatenate([rows.numpy() for rows in self._in_chunks(fn, x, channels)])[:channels.size]
+
+    def _in_chunks(self, fn, x, channels):
+        """fn(x, idx) on the channels in compiled chunks of `chunk` (the last padded by repeats)."""
+        import tensorflow as tf
+
         xt = self._tensor(x)
         pad = (-channels.size) % self.chunk
         idx = np.concatenate([channels, np.repeat(channels[-1:], pad)])
-        fn = self._jac_exact[k] if exact else self._jac[k]
-        blocks = [fn(xt, tf.constant(idx[i:i + self.chunk])).numpy()
-                  for i in range(0, idx.size, self.chunk)]
         self.passes["reverse"] += int(idx.size)
-        return np.concatenate(blocks)[:channels.size]
+        return [fn(xt, tf.constant(idx[i:i + self.chunk])) for i in range(0, idx.size, self.chunk)]
 
     def top_preactivation(self, x, k, channels):
         """For channels of layer k: the largest pre-activation (convolution output before the
@@ -429,17 +431,10 @@ class FeatureMeans:
         channels = np.asarray(channels, dtype=np.int32)
         if channels.size == 0:
             return np.zeros(0), np.zeros((0, self.size), np.float32), None, None
-        xt = self._tensor(x)
-        pad = (-channels.size) % self.chunk
-        idx = np.concatenate([channels, np.repeat(channels[-1:], pad)])
-        peaks, rows = [], []
-        for i in range(0, idx.size, self.chunk):
-            p, r, ceiling = self._top[k](xt, tf.constant(idx[i:i + self.chunk]))
-            peaks.append(p.numpy())
-            rows.append(r.numpy())
-        self.passes["reverse"] += int(idx.size)
-        return (np.concatenate(peaks)[:channels.size].astype(np.float64), np.concatenate(rows)[:channels.size],
-                self._positions[k], float(ceiling))
+        out = self._in_chunks(self._top[k], x, channels)
+        peaks = np.concatenate([p.numpy() for p, _, _ in out])[:channels.size].astype(np.float64)
+        rows = np.concatenate([r.numpy() for _, r, _ in out])[:channels.size]
+        return peaks, rows, self._positions[k], float(out[0][2])
 
     def stacked_jacobian(self, x, features, exact=False):
         """Rows for indices into the stacked feature vector (any layers), in the order given."""
@@ -729,14 +724,14 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         info["unconverged"] += int(not ok)
         return x_new, solver
 
-    def lift(x, f, solver=None):
+    def lift(x, f, kept=None):
         """Departure (the paper has no such channels): layer-k channels that are zero everywhere
         have no gradient, so no corrector can move them. A min-norm step raises each one's
         largest pre-activation to (positions x target), what one position alone would need, for
         the channels where that is no more than the layer's largest pre-activation (channels with
         a larger target usually wake up on the way, and a single-position spike that large would
-        derail the corrector); with a solver, the rows it uses stay put to first order. Returns
-        (x, woken feature rows)."""
+        derail the corrector); with kept = (Jacobian rows, their feature indices), those rows stay
+        put to first order. Returns (x, woken feature rows)."""
         stuck = rows[(rows >= lo) & (f[rows] <= 0) & (final_goal[rows] > 0)]
         if not stuck.size:
             return x, stuck
@@ -745,12 +740,11 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         stuck, demand = stuck[live], positions * final_goal[stuck[live]] - peak[live]
         if not stuck.size:
             return x, stuck
-        if solver is None:
+        if kept is None:
             dx = MinNormSolver(top_rows[live]).solve(demand)
         else:
-            lift_rows = np.concatenate([solver.kept_rows(), top_rows[live]])
-            dx = MinNormSolver(lift_rows, dead_tol=0.0).solve(
-                np.concatenate([(final_goal - f)[solver.rows[solver.kept]], demand]))
+            dx = MinNormSolver(np.concatenate([kept[0], top_rows[live]]), dead_tol=0.0).solve(
+                np.concatenate([(final_goal - f)[kept[1]], demand]))
         woken = stuck[net.means(x + dx, k)[stuck] > 0]
         return (x + dx, woken) if woken.size else (x, woken)
 
@@ -761,12 +755,12 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         for _ in range(2):
             f = net.means(x, k)
             before = stage.layer_errors(f, final_goal, rows).max()
-            x_new, woken = lift(x, f, solver)
+            base, base_rows = solver.kept_rows(), solver.rows[solver.kept]
+            x_new, woken = lift(x, f, (base, base_rows))
             if not woken.size:
                 break
-            rows_in_use = solver.rows[solver.kept]
-            added = _solver(np.concatenate([solver.kept_rows(), net.stacked_jacobian(x_new, woken)]),
-                            np.concatenate([rows_in_use, woken]), np.setdiff1d(solver.gradient_dead, woken))
+            added = _solver(np.concatenate([base, net.stacked_jacobian(x_new, woken)]),
+                            np.concatenate([base_rows, woken]), np.setdiff1d(solver.gradient_dead, woken))
             x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=before > WAKE_REFRESH_ERROR,
                                          max_refreshes=1)
             if stage.layer_errors(net.means(x_new, k), final_goal, rows).max() >= before:
