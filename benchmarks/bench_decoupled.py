@@ -132,11 +132,11 @@ def run_reversible(size, content_path, config, log, layers=5, segments=None):
     back, normalised, rmse, reports = dc.round_trip(net, content, reference, config, cb)
     sheet = contact_sheet([content, np.clip(normalised, 0, 1), np.clip(back, 0, 1)],
                           ["content", "normalised (reversible)", "round trip"], columns=3, cell=size)
-    straight = "_straight" if config.straight_through else ""
-    save_png(os.path.join(DOCS, f"reversible_round_trip_{size}_{layers}layers{straight}.png"), sheet)
+    soft = "" if config.straight_through else "_soft"
+    save_png(os.path.join(DOCS, f"reversible_round_trip_{size}_{layers}layers{soft}.png"), sheet)
     return {"size": size, "layers": layers, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),
             "smoothing": config.smoothing, "straight_through": config.straight_through,
-            "fixed_point_iterations": config.fixed_point_iterations,
+            "fixed_point_iterations": config.fixed_point_iterations, "tolerance": config.corrector_tolerance,
             "round_trip_rmse_clipped": float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content)),
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "max_abs_diff": float(np.abs(back - content).max())}
@@ -221,8 +221,9 @@ def _markdown_reversible(rev):
         f"Method `reversible`: segments {rev['segments']}, Jacobians with ReLU and max pool softened at "
         f"{rev['smoothing']} x each layer's spread"
         + (" (straight through: only their derivatives, at the exact network's values)" if rev["straight_through"]
-           else "") + f", up to {rev['fixed_point_iterations']} fixed-point "
-        f"iterations per normalising segment. **{rev['wall_s'] / 60:.1f} min wall**, {rev['cpu_s'] / 60:.1f} min "
+           else " (at the softened network's own values)") + f", up to {rev['fixed_point_iterations']} fixed-point "
+        f"iterations per normalising segment; features in float64, corrector tolerance {rev['tolerance']:g}, "
+        "its model started from the exact network's Jacobian rows. **{rev['wall_s'] / 60:.1f} min wall**, {rev['cpu_s'] / 60:.1f} min "
         f"CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
         f"after clipping to [0, 1]); largest pixel difference {rev['max_abs_diff']:.2e}. The cosine column is "
         "measured against the exact (unsmoothed) channel gradients of the earlier layers at the start of "
@@ -253,9 +254,9 @@ def main(argv=None):
                    metavar="SIZE:LAYERS[:SEGMENTS]",
                    help="reversible part: size, number of layers and optionally segments per layer "
                         "(comma-separated) (default: 64:2:16,8 128:2)")
-    p.add_argument("--straight-through", action="store_true",
-                   help="reversible part: soften only the derivatives of ReLU and max pool (section "
-                        "decoupled-reversible-straight)")
+    p.add_argument("--soft-values", action="store_true",
+                   help="reversible part: take the softened derivatives at the softened network's own values "
+                        "instead of straight through at the exact ones (section decoupled-reversible-soft)")
     p.add_argument("--penalty-steps", type=int, default=100)
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
@@ -263,7 +264,7 @@ def main(argv=None):
     command = ("python benchmarks/bench_decoupled.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     os.makedirs(DOCS, exist_ok=True)
     content, style = samples()
-    config = dc.DecoupledConfig(weights="hed", straight_through=args.straight_through)
+    config = dc.DecoupledConfig(weights="hed", straight_through=not args.soft_values)
     raw = {}
 
     def log(msg):
@@ -303,7 +304,7 @@ def main(argv=None):
         at_start, raw["reversible"] = load(), []
         for rsize, layers, segments in args.reversible:
             raw["reversible"].append(run_reversible(rsize, content, config, log, layers, segments))
-            publish("decoupled-reversible" + ("-straight" if args.straight_through else ""),
+            publish("decoupled-reversible" + ("-soft" if args.soft_values else ""),
                     markdown_reversible(raw["reversible"], command, at_start))
     return 0
 

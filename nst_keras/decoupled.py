@@ -80,7 +80,7 @@ class DecoupledConfig:
             activations instead of at the smooth ops' own values (the offsets of softplus and
             logsumexp add up with depth; see the README for what each gives).
         reversible_tolerance: 'reversible' only: the corrector tolerance (at most `tolerance`); the
-            way back amplifies what a segment leaves.
+            way back amplifies what a segment leaves. The method computes the features in float64.
         dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
             its layer's largest mean is dead and left unconstrained.
         penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
@@ -102,8 +102,8 @@ class DecoupledConfig:
     fixed_point_iterations: int = 20
     fixed_point_tolerance: float = 1e-7
     smoothing: float = 0.2
-    straight_through: bool = False
-    reversible_tolerance: float = 1e-5
+    straight_through: bool = True
+    reversible_tolerance: float = 1e-9
     dead_tolerance: float = 1e-4
     penalty_steps: int = 200
     penalty_learning_rate: float = 5e-4
@@ -254,9 +254,13 @@ class FeatureMeans:
         shape: (h, w) of the images; all compiled functions have this fixed shape.
         layers: the feature layers, shallow to deep.
         chunk: Jacobian rows computed per vectorised reverse-mode call (None: by image size).
+        smoothing, straight_through: see DecoupledConfig (the Jacobians of a softened network).
+        float64: compute the features (not the Jacobians) in float64, so that a corrector can
+            drive them far below float32 round-off (the reversible method).
     """
 
-    def __init__(self, extractor, shape, layers=LAYERS, chunk=None, smoothing=0.0, seed=0, straight_through=False):
+    def __init__(self, extractor, shape, layers=LAYERS, chunk=None, smoothing=0.0, seed=0, straight_through=False,
+                 float64=False):
         import keras
         import tensorflow as tf
 
@@ -277,6 +281,13 @@ class FeatureMeans:
         self._base, self.smoothing, self._tau, self._top = base, float(smoothing), {}, {}
         self._positions = {}
         self.straight_through = bool(straight_through)
+        self.float64 = bool(float64)
+        if float64:  # the network's parameters in float64, in order (convolutions and pools)
+            self._params64 = [(tf.constant(np.asarray(layer.kernel), tf.float64), tf.constant(np.asarray(layer.bias), tf.float64))
+                              if isinstance(layer, keras.layers.Conv2D) else layer.name
+                              for layer in base.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+            self._names64 = [layer.name for layer in base.layers
+                             if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
         if smoothing:
             self._set_scales(np.random.default_rng(seed).random((1, h, w, 3)).astype(np.float32))
         self._means, self._jac, self._jac_exact, self._sgd = [], [], [], []
@@ -306,7 +317,10 @@ class FeatureMeans:
 
             m = int(self.offsets[k + 1])
             vec = tf.TensorSpec([m], tf.float32)
-            self._means.append(tf.function(means, input_signature=[spec]))
+            if float64:
+                means = functools.partial(self._means64, names=self.layers[:k + 1])
+            self._means.append(tf.function(means, input_signature=[tf.TensorSpec([1, h, w, 3], tf.float64)]
+                                           if float64 else [spec]))
             idx_spec = tf.TensorSpec([chunk], tf.int32)
             self._jac.append(tf.function(jac, input_signature=[spec, idx_spec]))
             self._jac_exact.append(tf.function(functools.partial(jac, smooth=False), input_signature=[spec, idx_spec])
@@ -354,6 +368,25 @@ class FeatureMeans:
                     y = self._soft(soft, tf.nn.max_pool2d(y, 2, 2, "VALID"))
         raise ValueError(f"layer {upto} not found")
 
+    def _means64(self, x, names):
+        """Channel means of the layers `names` of the exact network, computed in float64."""
+        import tensorflow as tf
+
+        from .models import IMAGENET_MEAN_BGR
+
+        y = tf.reverse(x * 255.0, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR.astype(np.float64))
+        out = []
+        for name, params in zip(self._names64, self._params64):
+            if isinstance(params, tuple):
+                y = tf.nn.relu(tf.nn.conv2d(y, params[0], 1, "SAME") + params[1])
+                if name in names:
+                    out.append(tf.reduce_mean(y, axis=[1, 2])[0])
+                    if len(out) == len(names):
+                        return tf.concat(out, axis=0)
+            else:
+                y = tf.nn.max_pool2d(y, 2, 2, "VALID")
+        raise ValueError(f"layers {names} not found")
+
     def _soft(self, soft, exact):
         """The smoothed op; with straight_through, the exact value with the smoothed op's gradient."""
         import tensorflow as tf
@@ -378,9 +411,15 @@ class FeatureMeans:
         return tf.convert_to_tensor(np.asarray(x, np.float32).reshape(1, *self.shape, 3))
 
     def means(self, x, k=None):
-        """Concatenated channel means of layers 0..k (default: all), float64."""
+        """Concatenated channel means of layers 0..k (default: all), float64 (computed in float64
+        if the net was built with float64=True)."""
         k = len(self.layers) - 1 if k is None else k
         self.passes["forward"] += 1
+        if self.float64:
+            import tensorflow as tf
+
+            x = tf.constant(np.asarray(x, np.float64).reshape(1, *self.shape, 3))
+            return self._means[k](x).numpy()
         return self._means[k](self._tensor(x)).numpy().astype(np.float64)
 
     def split(self, values):
@@ -552,14 +591,18 @@ def _constrained_rows(net, k, start, target, reference_dead, dead_tolerance, pat
     (the reversible scheme) a layer-k channel that is dead at the start or at the target is
     left out instead: waking a channel up from exactly zero (or killing it) has no smooth
     path, and leaving out the same channels in both directions keeps the scheme symmetric.
+    So is an earlier layer's channel that is dead at the start (left out at its own stage):
+    its smoothed row is not zero, but the exact features do not move along it, and that flat
+    direction would let the corrector land on another root on the way back.
     """
     rows = []
     for j in range(k + 1):
         live = np.setdiff1d(np.arange(net.channels[j]), reference_dead[net.layers[j]])
-        if path_ends and j == k:
-            lo = net.offsets[k]
-            ends = np.minimum(start[lo:], target)
-            live = live[ends[live] > dead_tolerance * max(float(np.abs(target).max()), 1e-30)]
+        if path_ends:
+            lo, hi = net.offsets[j], net.offsets[j + 1]
+            ends = np.minimum(start[lo:hi], target) if j == k else start[lo:hi]
+            scale = max(float(np.abs(start[lo:hi]).max()), float(np.abs(target).max()) if j == k else 0.0, 1e-30)
+            live = live[ends[live] > dead_tolerance * scale]
         rows.append(net.offsets[j] + live)
     return np.concatenate(rows).astype(int)
 
@@ -633,7 +676,13 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     patient = config.reversible  # refresh a Jacobian only when the chord fails
 
-    def chord(x_start, g, solver, segment, refresh, x_init=None, max_refreshes=None):
+    def exact_rows(at):
+        """Reversible method: the exact network's Jacobian rows of all constrained features at
+        `at` (the corrector's model of how the exact features respond; the basis stays smoothed)."""
+        info["jacobians"] += 1
+        return net.stacked_jacobian(at, rows, exact=True)
+
+    def chord(x_start, g, solver, segment, refresh, x_init=None, max_refreshes=None, model=None):
         """x = x_start + J^+ (...) iterated until f(x) = g; returns (x, solver, converged).
 
         Convergence is judged on the rows the factorisation uses: a channel without gradient
@@ -642,7 +691,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         With refresh=True a stalled iteration takes a fresh Jacobian at the current point and
         goes on (damped Gauss-Newton); the reversible method keeps the segment's basis and
         renews only the secant model from it. With refresh=False it gives up (used by the
-        implicit scheme).
+        implicit scheme). `model`: exact Jacobian rows of all constrained features (the
+        reversible method), from which the secant model starts.
         """
         x = x_start.copy() if x_init is None else x_init
         f = net.means(x, k)
@@ -650,6 +700,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         stage.report_progress(segment, f, final_goal, rows)
         stalls = refreshes = 0
         secant = _Broyden(solver)
+        if model is not None:
+            secant.remodel(model[np.searchsorted(rows, solver.rows[solver.kept])])
         for _ in range(config.max_corrections):
             if err < config.corrector_tolerance:
                 return x, solver, True
@@ -677,7 +729,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 if not refresh or refreshes >= (config.max_refreshes if max_refreshes is None else max_refreshes):
                     return x, solver, False
                 if patient:  # keep the basis (what makes the scheme reversible), renew the model
-                    secant.remodel(net.stacked_jacobian(x, solver.rows[solver.kept]))
+                    secant.remodel(net.stacked_jacobian(x, solver.rows[solver.kept], exact=True))
                     info["jacobians"] += 1
                 else:  # the chord stopped contracting: a fresh Jacobian here
                     solver = factor(x)
@@ -691,10 +743,11 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
     def segment(x, sb, solver, index):
         """Advance to s_b; returns (x_b, Jacobian factorisation to use next)."""
         g = goal(sb)
+        model = exact_rows(x) if config.reversible else None
         if not implicit or not config.reversible:
-            x_new, solver, ok = chord(x, g, solver, index, refresh=True)
+            x_new, solver, ok = chord(x, g, solver, index, refresh=True, model=model)
         else:
-            x_new, _, ok = chord(x, g, solver, index, refresh=True)  # the predictor
+            x_new, _, ok = chord(x, g, solver, index, refresh=True, model=model)  # the predictor
             change, point, past = 0.0, x_new, []
             for _ in range(config.fixed_point_iterations):
                 # Picard iteration on the Jacobian's point, Anderson-accelerated (memory 4): the
@@ -702,7 +755,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 end = factor(point)
                 info["fixed_point_iterations"] += 1
                 warm = x_new - end.project_out(x_new - x)
-                x_next, _, ok = chord(x, g, end, index, refresh=False, x_init=warm)
+                x_next, _, ok = chord(x, g, end, index, refresh=False, x_init=warm, model=model)
                 residual = x_next - point
                 change = float(np.linalg.norm(x_next - x_new) / np.linalg.norm(x))
                 x_new, solver = x_next, end
@@ -718,7 +771,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                     point = x_next
             info["fixed_point_change"] = max(info["fixed_point_change"], change)
             if not ok:  # fall back to the explicit scheme for the rest of this segment
-                x_new, solver, ok = chord(x_new, g, solver, index, refresh=True)
+                x_new, solver, ok = chord(x_new, g, solver, index, refresh=True, model=model)
         if earlier_rows.size:
             info["max_cos_move"] = max(info["max_cos_move"], solver.max_abs_cos(x_new - x, solver.earlier))
         info["unconverged"] += int(not ok)
@@ -994,7 +1047,7 @@ def build_net(config, shape, extractor=None, notify=None):
                                     seed=config.seed, notify=notify)
     smoothing = config.smoothing if config.reversible else 0.0
     return FeatureMeans(extractor, shape, config.layers, smoothing=smoothing, seed=config.seed,
-                        straight_through=config.straight_through), extractor
+                        straight_through=config.straight_through, float64=config.reversible), extractor
 
 
 def decoupled_transfer(content, style, config=None, callback=None, extractor=None, notify=None):
