@@ -223,8 +223,8 @@ def _markdown_reversible(rev):
         + (" (straight through: only their derivatives, at the exact network's values)" if rev["straight_through"]
            else " (at the softened network's own values)") + f", up to {rev['fixed_point_iterations']} fixed-point "
         f"iterations per normalising segment; features in float64, corrector tolerance {rev['tolerance']:g}, "
-        "its model started from the exact network's Jacobian rows. **{rev['wall_s'] / 60:.1f} min wall**, {rev['cpu_s'] / 60:.1f} min "
-        f"CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
+        f"its model started from the exact network's Jacobian rows. **{rev['wall_s'] / 60:.1f} min wall**, "
+        f"{rev['cpu_s'] / 60:.1f} min CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
         f"after clipping to [0, 1]); largest pixel difference {rev['max_abs_diff']:.2e}. The cosine column is "
         "measured against the exact (unsmoothed) channel gradients of the earlier layers at the start of "
         "each stage.", "", stage_table(rev["stages"]), ""]

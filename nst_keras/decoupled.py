@@ -23,15 +23,17 @@ channel that is zero everywhere has no gradient; if its target is small it is fi
 other channels' moves wake it; those that stay zero are reported.
 
 Method 'reversible' makes impose(normalize(x)) return x: its Jacobians are those of the network
-with ReLU and max pool softened (softplus and logsumexp; optionally only their derivatives, at the
-exact network's values; the features stay exact), normalising segments are implicit
+with the derivatives of ReLU and max pool softened (a sigmoid, a softmax) at the exact network's
+values (straight through; optionally the values softened too), normalising segments are implicit
 (J at the segment's end, found by Anderson-accelerated fixed-point iteration) and imposing
 segments explicit (J at their start), so each imposing segment solves the very equation its
-normalising segment solved (a stalled corrector renews its model, never its basis); channels
-dead at either end of a stage are left out in both directions. With the exact ReLU Jacobian
-the fixed point does not converge (it jumps as activations flip), and the explicit scheme's
-small per-segment errors are amplified along the way back (normalising contracts, imposing
-expands); see the README for the measurements.
+normalising segment solved (a stalled corrector renews its model, never its basis). The features
+are computed in float64 and the corrector's model starts from the exact network's rows, so that
+both directions reach the same root to ~1e-9. Channels dead at either end of a stage, and earlier
+layers' channels dead at its start, are left out in both directions (a softened row along which
+the exact features do not move is a flat direction: a second root). With the exact ReLU
+Jacobian the fixed point does not converge (it jumps as activations flip); see the README for
+the measurements, and for block4-5, where it does not work yet.
 """
 import dataclasses
 import functools
