@@ -131,7 +131,7 @@ def run_reversible(size, content_path, config, log, layers=5, segments=None):
 
     back, normalised, rmse, reports = dc.round_trip(net, content, reference, config, cb)
     sheet = contact_sheet([content, np.clip(normalised, 0, 1), np.clip(back, 0, 1)],
-                          ["content", "normalised (reversible)", "round trip"], columns=3, cell=size)
+                          ["content", "normalised", "round trip"], columns=3, cell=size)
     soft = "" if config.straight_through else "_soft"
     save_png(os.path.join(DOCS, f"reversible_round_trip_{size}_{layers}layers{soft}.png"), sheet)
     return {"size": size, "layers": layers, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),

@@ -78,8 +78,8 @@ class DecoupledConfig:
             implicit (normalising) segment, and the relative image change at which they stop.
         smoothing: 'reversible' only: the Jacobians (not the features) are those of the network
             with ReLU and max pooling softened at this fraction of each layer's spread on noise.
-        straight_through: 'reversible' only: take the softened derivatives at the exact network's
-            activations instead of at the smooth ops' own values (the offsets of softplus and
+        straight_through: 'reversible' only (default True): take the softened derivatives at the exact
+            network's activations instead of at the smooth ops' own values (the offsets of softplus and
             logsumexp add up with depth; see the README for what each gives).
         reversible_tolerance: 'reversible' only: the corrector tolerance (at most `tolerance`); the
             way back amplifies what a segment leaves. The method computes the features in float64.
@@ -284,12 +284,11 @@ class FeatureMeans:
         self._positions = {}
         self.straight_through = bool(straight_through)
         self.float64 = bool(float64)
-        if float64:  # the network's parameters in float64, in order (convolutions and pools)
-            self._params64 = [(tf.constant(np.asarray(layer.kernel), tf.float64), tf.constant(np.asarray(layer.bias), tf.float64))
-                              if isinstance(layer, keras.layers.Conv2D) else layer.name
-                              for layer in base.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
-            self._names64 = [layer.name for layer in base.layers
-                             if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+        if float64:  # the convolutions' (kernel, bias) in float64 and the pools (None), in order
+            ops = [op for op in base.layers if isinstance(op, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+            self._names64 = [op.name for op in ops]
+            self._params64 = [(tf.constant(np.asarray(op.kernel), tf.float64), tf.constant(np.asarray(op.bias), tf.float64))
+                              if isinstance(op, keras.layers.Conv2D) else None for op in ops]
         if smoothing:
             self._set_scales(np.random.default_rng(seed).random((1, h, w, 3)).astype(np.float32))
         self._means, self._jac, self._jac_exact, self._sgd = [], [], [], []
@@ -379,7 +378,7 @@ class FeatureMeans:
         y = tf.reverse(x * 255.0, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR.astype(np.float64))
         out = []
         for name, params in zip(self._names64, self._params64):
-            if isinstance(params, tuple):
+            if params is not None:
                 y = tf.nn.relu(tf.nn.conv2d(y, params[0], 1, "SAME") + params[1])
                 if name in names:
                     out.append(tf.reduce_mean(y, axis=[1, 2])[0])
