@@ -653,7 +653,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     info = {"jacobians": 0, "refreshes": 0, "unconverged": 0, "corrections": 0, "fixed_point_iterations": 0,
             "fixed_point_change": 0.0, "gradient_dead": set(), "dependent": set(), "max_cos": 0.0,
-            "max_cos_move": 0.0, "max_cos_exact": None, "woken": set()}
+            "max_cos_move": 0.0, "max_cos_exact": None, "woken": set(), "plain_model_fallbacks": 0}
 
     def factor(at):
         solver = _factorise(net, at, k, rows, config.dead_tolerance)
@@ -700,7 +700,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         err = stage.layer_errors(f, g, solver.rows).max()
         stage.report_progress(segment, f, final_goal, rows)
         stalls = refreshes = 0
-        secant = _Broyden(solver)
+        secant, plain = _Broyden(solver), model is None
         if model is not None:
             secant.remodel(model[np.searchsorted(rows, solver.rows[solver.kept])])
         for _ in range(config.max_corrections):
@@ -724,6 +724,12 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 secant.update(step * dy, secant.residual(f_try, g) - residual)
                 x, f, err = x_try, f_try, err_try
                 stage.report_progress(segment, f, final_goal, rows)
+            if not improved and not plain:
+                # A channel nearly dead in the exact network but not in the softened rows makes the
+                # exact model nearly singular and its steps far too long; go on from the min-norm model.
+                secant, plain, stalls = _Broyden(solver), True, 0
+                info["plain_model_fallbacks"] += 1
+                continue
             if not improved or stalls >= 4:
                 if err < 3 * config.corrector_tolerance:  # at the float32 noise floor: accept
                     return x, solver, True
@@ -845,6 +851,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                         "max_abs_cos_smoothed_rows": info["max_cos"] if k and net.smoothing else None,
                         "max_abs_cos_segment_move": info["max_cos_move"] if k else None,
                         "jacobians": info["jacobians"], "jacobian_refreshes": info["refreshes"],
+                        "plain_model_fallbacks": info["plain_model_fallbacks"],
                         "unconverged_segments": info["unconverged"],
                         "corrections": info["corrections"], "fixed_point_iterations": info["fixed_point_iterations"],
                         "fixed_point_change": info["fixed_point_change"] if implicit else None,
