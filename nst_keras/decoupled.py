@@ -406,10 +406,10 @@ class FeatureMeans:
     def size(self):
         return self.shape[0] * self.shape[1] * 3
 
-    def _tensor(self, x):
+    def _tensor(self, x, dtype=np.float32):
         import tensorflow as tf
 
-        return tf.convert_to_tensor(np.asarray(x, np.float32).reshape(1, *self.shape, 3))
+        return tf.convert_to_tensor(np.asarray(x, dtype).reshape(1, *self.shape, 3))
 
     def means(self, x, k=None):
         """Concatenated channel means of layers 0..k (default: all), float64 (computed in float64
@@ -417,10 +417,7 @@ class FeatureMeans:
         k = len(self.layers) - 1 if k is None else k
         self.passes["forward"] += 1
         if self.float64:
-            import tensorflow as tf
-
-            x = tf.constant(np.asarray(x, np.float64).reshape(1, *self.shape, 3))
-            return self._means[k](x).numpy()
+            return self._means[k](self._tensor(x, np.float64)).numpy()
         return self._means[k](self._tensor(x)).numpy().astype(np.float64)
 
     def split(self, values):
