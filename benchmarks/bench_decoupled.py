@@ -10,8 +10,8 @@ Parts, each written to its own BENCHMARKS.md section:
   a self-transfer), all with the default 'projected' method;
 - penalty (decoupled-penalty, first size): the thesis's SGD on summed losses, normalising and
   re-imposing the content;
-- reversible (decoupled-reversible, sizes and layers from --reversible): the round trip with
-  the 'reversible' method.
+- reversible (decoupled-reversible, or --section; sizes and layers from --reversible): the round trip with
+  the 'reversible' method (layers after the first --reversible-layers take the projected scheme).
 Images for the README go to docs/decoupled/.
 """
 import argparse
@@ -46,7 +46,7 @@ def _fmt(v, spec=".1f"):
     return format(v, spec)
 
 
-def stage_table(stages):
+def stage_table(stages, show_method=False):
     head = ("| stage | layer | set SNR dB | min earlier SNR dB | max abs cos (projected step) | "
             "max abs cos (segment move) | Jacobians | fwd / rev passes | wall s | CPU s | unconstrained | "
             "out of [0,1] |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -55,7 +55,7 @@ def stage_table(stages):
         dropped = sum(len(v) for v in (s.get("gradient_dead") or {}).values()) + \
             sum(len(v) for v in (s.get("dependent") or {}).values())
         lines.append(
-            f"| {s['stage']} | {s['layer']} | {_fmt(s['set_snr_db'])} | {_fmt(s['min_earlier_snr_db'])} | "
+            f"| {s['stage']}{' (' + s['method'] + ')' if show_method else ''} | {s['layer']} | {_fmt(s['set_snr_db'])} | {_fmt(s['min_earlier_snr_db'])} | "
             f"{_fmt(s['max_abs_cos'], '.1e')} | {_fmt(s.get('max_abs_cos_segment_move'), '.1e')} | "
             f"{s.get('jacobians', '–')}{' (+%d splits)' % s['segment_splits'] if s.get('segment_splits') else ''} | "
             f"{s['passes']['forward']} / {s['passes']['reverse']} | {s['wall_time_s']:.1f} | {s['cpu_time_s']:.1f} | "
@@ -115,19 +115,24 @@ def _round_trip_setup(size, content_path, config):
     return content, net, dc.reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
 
 
-def run_reversible(size, content_path, config, log, layers=5, segments=None):
+def run_reversible(size, content_path, config, log, layers=5, segments=None, on_stage=None):
     """Round trip of the content with the reversible method (first `layers` layers); also saves
-    its sheet."""
+    its sheet. on_stage(stage reports so far) after each stage."""
     config = config.replace(size=size, method="reversible", layers=dc.LAYERS[:layers], segments=segments)
     t0, c0 = time.perf_counter(), time.process_time()
     content, net, reference = _round_trip_setup(size, content_path, config)
     log(f"  {size}px reversible round trip, segments {config.path_segments} ...")
+
+    done = []
 
     def cb(p):
         if p.report is not None:
             r = p.report
             log(f"  {size}px reversible {p.stage} {p.layer}: set {r['set_snr_db']:.1f} dB, "
                 f"{r.get('jacobians')} Jacobians, {r['wall_time_s']:.0f} s")
+            done.append(r)
+            if on_stage is not None:
+                on_stage(done)
 
     back, normalised, rmse, reports = dc.round_trip(net, content, reference, config, cb)
     sheet = contact_sheet([content, np.clip(normalised, 0, 1), np.clip(back, 0, 1)],
@@ -135,7 +140,7 @@ def run_reversible(size, content_path, config, log, layers=5, segments=None):
     soft = "" if config.straight_through else "_soft"
     save_png(os.path.join(DOCS, f"reversible_round_trip_{size}_{layers}layers{soft}.png"), sheet)
     return {"size": size, "layers": layers, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),
-            "smoothing": config.smoothing, "straight_through": config.straight_through,
+            "reversible_layers": config.reversible_layers, "smoothing": config.smoothing, "straight_through": config.straight_through,
             "fixed_point_iterations": config.fixed_point_iterations, "tolerance": config.corrector_tolerance,
             "round_trip_rmse_clipped": float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content)),
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
@@ -215,10 +220,12 @@ def markdown_reversible(revs, command, load):
 
 
 def _markdown_reversible(rev):
-    size = rev["size"]
+    size, deep = rev["size"], rev["layers"] > rev.get("reversible_layers", rev["layers"])
     return [f"### Reversible round trip ({size}x{size}, block1..{rev['layers']}_conv1, content normalised "
             "and its own features re-imposed)", "",
-        f"Method `reversible`: segments {rev['segments']}, Jacobians with ReLU and max pool softened at "
+        f"Method `reversible`: segments {rev['segments']}"
+        + (f"; layers after the first {rev['reversible_layers']} take the projected scheme (exact Jacobians, "
+           "tolerance 1e-4)" if deep else "") + ", Jacobians with ReLU and max pool softened at "
         f"{rev['smoothing']} x each layer's spread"
         + (" (straight through: only their derivatives, at the exact network's values)" if rev["straight_through"]
            else " (at the softened network's own values)") + f", up to {rev['fixed_point_iterations']} fixed-point "
@@ -227,7 +234,7 @@ def _markdown_reversible(rev):
         f"{rev['cpu_s'] / 60:.1f} min CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
         f"after clipping to [0, 1]); largest pixel difference {rev['max_abs_diff']:.2e}. The cosine column is "
         "measured against the exact (unsmoothed) channel gradients of the earlier layers at the start of "
-        "each stage.", "", stage_table(rev["stages"]), ""]
+        "each stage.", "", stage_table(rev["stages"], show_method=deep), ""]
 
 
 def _reversible_item(text):
@@ -254,9 +261,13 @@ def main(argv=None):
                    metavar="SIZE:LAYERS[:SEGMENTS]",
                    help="reversible part: size, number of layers and optionally segments per layer "
                         "(comma-separated) (default: 64:2:16,8 128:2)")
+    p.add_argument("--reversible-layers", type=int, default=dc.DecoupledConfig().reversible_layers,
+                   help="reversible part: layers after the first N take the projected scheme (default: %(default)s)")
     p.add_argument("--soft-values", action="store_true",
                    help="reversible part: take the softened derivatives at the softened network's own values "
                         "instead of straight through at the exact ones (section decoupled-reversible-soft)")
+    p.add_argument("--section", default=None,
+                   help="reversible part: BENCHMARKS.md section to write (default: decoupled-reversible[-soft])")
     p.add_argument("--penalty-steps", type=int, default=100)
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
@@ -264,7 +275,8 @@ def main(argv=None):
     command = ("python benchmarks/bench_decoupled.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     os.makedirs(DOCS, exist_ok=True)
     content, style = samples()
-    config = dc.DecoupledConfig(weights="hed", straight_through=not args.soft_values)
+    config = dc.DecoupledConfig(weights="hed", straight_through=not args.soft_values,
+                                reversible_layers=args.reversible_layers)
     raw = {}
 
     def log(msg):
@@ -302,10 +314,16 @@ def main(argv=None):
         publish("decoupled-penalty", markdown_penalty(raw["penalty"], size, command, at_start))
     if "reversible" in args.parts:
         at_start, raw["reversible"] = load(), []
+        section = args.section or "decoupled-reversible" + ("-soft" if args.soft_values else "")
         for rsize, layers, segments in args.reversible:
-            raw["reversible"].append(run_reversible(rsize, content, config, log, layers, segments))
-            publish("decoupled-reversible" + ("-soft" if args.soft_values else ""),
-                    markdown_reversible(raw["reversible"], command, at_start))
+
+            def on_stage(done, rsize=rsize, layers=layers):
+                publish(section, "\n".join(markdown_reversible(raw["reversible"], command, at_start).splitlines() + [
+                    f"### Unfinished round trip at {rsize}x{rsize}, {layers} layers (stages completed so far)", "",
+                    stage_table(done, show_method=True)]))
+
+            raw["reversible"].append(run_reversible(rsize, content, config, log, layers, segments, on_stage))
+            publish(section, markdown_reversible(raw["reversible"], command, at_start))
     return 0
 
 

@@ -46,6 +46,9 @@ def build_parser():
     p.add_argument("--segments", type=_segments, default=None,
                    help="path segments per layer (default: %s; reversible: %s)"
                    % (",".join(map(str, SEGMENTS["projected"])), ",".join(map(str, SEGMENTS["reversible"]))))
+    p.add_argument("--reversible-layers", type=int, default=d.reversible_layers,
+                   help="with --method reversible: the first N layers use the reversible scheme, deeper ones "
+                        "the projected one (default: %(default)s)")
     p.add_argument("--noise-draws", type=int, default=d.noise_draws,
                    help="noise images averaged for the reference (default: %(default)s)")
     p.add_argument("--penalty-steps", type=int, default=d.penalty_steps,
@@ -67,6 +70,7 @@ def config_from_args(args):
 
     return DecoupledConfig(size=args.size, max_size=args.max_size, model=args.model, weights=args.weights,
                            layers=args.layers, method=args.method, segments=args.segments,
+                           reversible_layers=args.reversible_layers,
                            noise_draws=args.noise_draws,
                            penalty_steps=args.penalty_steps, penalty_learning_rate=args.penalty_learning_rate,
                            seed=args.seed).validate()

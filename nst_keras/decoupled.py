@@ -50,7 +50,7 @@ from .projection import MinNormSolver
 LAYERS = tuple(f"block{k}_conv1" for k in range(1, 6))
 METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
-SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 2, 2), "penalty": (4, 2, 2, 1, 1)}
+SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 1, 1), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
 # Relative error (60 dB) above which waking the channels still zero at the end of a projected
 # stage may cost one fresh Jacobian.
@@ -83,6 +83,9 @@ class DecoupledConfig:
             logsumexp add up with depth; see the README for what each gives).
         reversible_tolerance: 'reversible' only: the corrector tolerance (at most `tolerance`); the
             way back amplifies what a segment leaves. The method computes the features in float64.
+        reversible_layers: 'reversible' only: the first this many layers use the reversible scheme;
+            deeper ones (block4-5, whose rows are too nearly dependent for it) the projected one,
+            with exact Jacobians [--reversible-layers].
         dead_tolerance: a channel whose reference (or start/target) mean is below this fraction of
             its layer's largest mean is dead and left unconstrained.
         penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
@@ -106,6 +109,7 @@ class DecoupledConfig:
     smoothing: float = 0.2
     straight_through: bool = True
     reversible_tolerance: float = 1e-9
+    reversible_layers: int = 3
     dead_tolerance: float = 1e-4
     penalty_steps: int = 200
     penalty_learning_rate: float = 5e-4
@@ -122,6 +126,11 @@ class DecoupledConfig:
     @property
     def reversible(self):
         return self.method == "reversible"
+
+    def at_layer(self, k):
+        """The config a stage of layer index k runs with: a reversible run's deep layers (index
+        >= reversible_layers) use the projected scheme."""
+        return self.replace(method="projected") if self.reversible and k >= self.reversible_layers else self
 
     @property
     def corrector_tolerance(self):
@@ -145,7 +154,7 @@ class DecoupledConfig:
             hint = difflib.get_close_matches(str(self.method), METHODS, n=1)
             raise UserError(f"unknown method '{self.method}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
                             + f"; accepted: {', '.join(METHODS)}")
-        for name in ("size", "max_size", "noise_draws", "max_corrections", "penalty_steps"):
+        for name in ("size", "max_size", "noise_draws", "max_corrections", "penalty_steps", "reversible_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} {value!r}; accepted: a positive whole number")
@@ -605,13 +614,14 @@ def _constrained_rows(net, k, start, target, reference_dead, dead_tolerance, pat
     return np.concatenate(rows).astype(int)
 
 
-def _factorise(net, x, k, rows, dead_tolerance):
-    """Stacked Jacobian of the constrained rows at x, with rows dead per layer removed."""
+def _factorise(net, x, k, rows, dead_tolerance, exact=True):
+    """Stacked Jacobian of the constrained rows at x, with rows dead per layer removed (of the
+    smoothed network if the net has smoothing and exact=False)."""
     blocks, kept_rows, dead_rows = [], [], []
     for j in range(k + 1):
         lo, hi = net.offsets[j], net.offsets[j + 1]
         sel = rows[(rows >= lo) & (rows < hi)]
-        jac = net.jacobian(x, j, sel - lo)
+        jac = net.jacobian(x, j, sel - lo, exact=exact)
         norms = np.linalg.norm(jac, axis=1)
         ok = norms > 1e-6 * max(norms.max(initial=0.0), 1e-30)
         blocks.append(jac[ok])
@@ -642,6 +652,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
     """
     f_start, lo, rows, final_goal = _stage_start(net, x, k, target, reference, config, stage)
     earlier_rows = rows[rows < lo]
+    smoothed = bool(net.smoothing) and config.reversible  # otherwise the exact network's rows
 
     def goal(s):
         g = f_start.copy()
@@ -653,7 +664,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             "max_cos_move": 0.0, "max_cos_exact": None, "woken": set(), "plain_model_fallbacks": 0}
 
     def factor(at):
-        solver = _factorise(net, at, k, rows, config.dead_tolerance)
+        solver = _factorise(net, at, k, rows, config.dead_tolerance, exact=not smoothed)
         info["jacobians"] += 1
         info["gradient_dead"].update(solver.gradient_dead.tolist())
         info["dependent"].update(solver.dependent_rows.tolist())
@@ -665,7 +676,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             solver.earlier = earlier
             step = solver.solve(direction)
             info["max_cos"] = max(info["max_cos"], solver.max_abs_cos(step, earlier))
-            if net.smoothing and info["max_cos_exact"] is None:
+            if smoothed and info["max_cos_exact"] is None:
                 # Smoothed rows define the steps; measure them against the true gradients once per stage.
                 from .projection import max_abs_cos
 
@@ -728,7 +739,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 info["plain_model_fallbacks"] += 1
                 continue
             if not improved or stalls >= 4:
-                if err < 3 * config.corrector_tolerance:  # at the float32 noise floor: accept
+                if err < 3 * config.corrector_tolerance:  # near the tolerance, where round-off stalls the steps: accept
                     return x, solver, True
                 if not refresh or refreshes >= (config.max_refreshes if max_refreshes is None else max_refreshes):
                     return x, solver, False
@@ -816,7 +827,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
             x_new, woken = lift(x, f, (base, base_rows))
             if not woken.size:
                 break
-            added = _solver(np.concatenate([base, net.stacked_jacobian(x_new, woken)]),
+            added = _solver(np.concatenate([base, net.stacked_jacobian(x_new, woken, exact=not smoothed)]),
                             np.concatenate([base_rows, woken]), np.setdiff1d(solver.gradient_dead, woken))
             x_new, solver_new, _ = chord(x_new, final_goal, added, n, refresh=before > WAKE_REFRESH_ERROR,
                                          max_refreshes=1)
@@ -828,7 +839,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
     n = int(config.path_segments[k])
     if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.corrector_tolerance:
-        n = 0  # already there (e.g. an image normalised before): iterating on float32 noise only drifts
+        n = 0  # already there (e.g. an image normalised before): iterating on round-off only drifts
     if n and not config.reversible:  # before the first Jacobian, so that it has their rows
         x, woken = lift(x, f_start)
         info["woken"].update(woken.tolist())
@@ -844,8 +855,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         x, f = _restore_earlier(net, x, f, k, final_goal, rows, solver, config, stage, info)
     stage.report_progress(n, f, final_goal, rows)
     return x, f, rows, {"restore_steps": info.get("restore_steps", 0), "scheme": "implicit" if implicit else "explicit",
-                        "max_abs_cos": (info["max_cos_exact"] if net.smoothing else info["max_cos"]) if k else None,
-                        "max_abs_cos_smoothed_rows": info["max_cos"] if k and net.smoothing else None,
+                        "max_abs_cos": (info["max_cos_exact"] if smoothed else info["max_cos"]) if k else None,
+                        "max_abs_cos_smoothed_rows": info["max_cos"] if k and smoothed else None,
                         "max_abs_cos_segment_move": info["max_cos_move"] if k else None,
                         "jacobians": info["jacobians"], "jacobian_refreshes": info["refreshes"],
                         "plain_model_fallbacks": info["plain_model_fallbacks"],
@@ -941,6 +952,7 @@ def set_layer(net, x, k, target, reference, config, kind="normalize", stage_inde
     Returns (x, stage report dict, convergence history).
     """
     stage = _Stage(net, k, kind, stage_index, num_stages, callback)
+    config = config.at_layer(k)
     run = _penalty_stage if config.method == "penalty" else _project_stage
     x, f, rows, extra = run(net, x, k, np.asarray(target, np.float64), reference, config, stage, implicit)
     lo, hi = net.offsets[k], net.offsets[k + 1]
