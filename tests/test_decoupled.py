@@ -89,6 +89,25 @@ def test_reversible_round_trip_comes_back_where_projected_does_not():
     assert errors["reversible"] < 1e-4 and errors["reversible"] < errors["projected"] / 1000, errors
 
 
+def test_reversible_runs_deep_layers_with_the_projected_scheme_on_exact_rows(monkeypatch):
+    """With reversible_layers=1 the second layer's stages are projected: exact Jacobians only,
+    the projected tolerance, no implicit segments."""
+    config = CONFIG.replace(method="reversible", segments=(4, 2), reversible_layers=1)
+    net = dc.build_net(config, (SIZE, SIZE))[0]
+    reference = dc.reference_features(net, config.noise_draws, seed=0)
+    calls, jacobian = [], net.jacobian
+    monkeypatch.setattr(net, "jacobian", lambda x, k, channels, exact=False: calls.append(exact) or jacobian(
+        x, k, channels, exact=exact))
+    shallow, first, _ = dc.set_layer(net, _image(2).reshape(-1), 0, reference.mean[TWO[0]], reference, config)
+    assert first["method"] == "reversible" and first["set_snr_db"] > 150  # float64, reversible tolerance
+    assert not all(calls)  # the reversible stage's basis: smoothed rows
+    calls.clear()
+    _, deep, _ = dc.set_layer(net, shallow, 1, reference.mean[TWO[1]], reference, config)
+    assert deep["method"] == "projected" and calls and all(calls)
+    assert 60 < deep["set_snr_db"] < 150 and deep["fixed_point_iterations"] == 0
+    assert deep["max_abs_cos"] < 1e-6 and deep["max_abs_cos_smoothed_rows"] is None
+
+
 def test_smoothed_jacobian_keeps_exact_values_and_tends_to_the_exact_rows(net):
     """Straight-through smoothing: the forward values are the network's own, only the derivatives
     of ReLU and max pool are softened; as the smoothing goes to 0 the rows become the exact ones."""
@@ -271,6 +290,7 @@ def _error_line(capsys):
     (["--method", "gradient"], "unknown method"),
     (["--weights", "nowhere.h5"], "weights 'nowhere.h5'"),
     (["--segments", "1,1"], "segments"),
+    (["--reversible-layers", "0"], "reversible_layers 0"),
     (["--layers", "block1_conv1,block9_conv1"], "unknown layer 'block9_conv1'"),
 ])
 def test_bad_options_exit_2(files, capsys, extra, expect):
