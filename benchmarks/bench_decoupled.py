@@ -10,8 +10,9 @@ Parts, each written to its own BENCHMARKS.md section:
   a self-transfer), all with the default 'projected' method;
 - penalty (decoupled-penalty, first size): the thesis's SGD on summed losses, normalising and
   re-imposing the content;
-- reversible (decoupled-reversible, or --section; sizes and layers from --reversible): the round trip with
-  the 'reversible' method (layers after the first --reversible-layers take the projected scheme).
+- reversible (decoupled-reversible, or --section; sizes and layers from --reversible): the
+  round trip with the 'reversible' method (layers after the first --reversible-layers take the
+  projected scheme).
 Images for the README go to docs/decoupled/.
 """
 import argparse
@@ -55,7 +56,8 @@ def stage_table(stages, show_method=False):
         dropped = sum(len(v) for v in (s.get("gradient_dead") or {}).values()) + \
             sum(len(v) for v in (s.get("dependent") or {}).values())
         lines.append(
-            f"| {s['stage']}{' (' + s['method'] + ')' if show_method else ''} | {s['layer']} | {_fmt(s['set_snr_db'])} | {_fmt(s['min_earlier_snr_db'])} | "
+            f"| {s['stage']}{' (' + s['method'] + ')' if show_method else ''} | {s['layer']} | "
+            f"{_fmt(s['set_snr_db'])} | {_fmt(s['min_earlier_snr_db'])} | "
             f"{_fmt(s['max_abs_cos'], '.1e')} | {_fmt(s.get('max_abs_cos_segment_move'), '.1e')} | "
             f"{s.get('jacobians', '–')}{' (+%d splits)' % s['segment_splits'] if s.get('segment_splits') else ''} | "
             f"{s['passes']['forward']} / {s['passes']['reverse']} | {s['wall_time_s']:.1f} | {s['cpu_time_s']:.1f} | "
@@ -140,7 +142,8 @@ def run_reversible(size, content_path, config, log, layers=5, segments=None, on_
     soft = "" if config.straight_through else "_soft"
     save_png(os.path.join(DOCS, f"reversible_round_trip_{size}_{layers}layers{soft}.png"), sheet)
     return {"size": size, "layers": layers, "stages": reports, "round_trip_rmse": rmse, "segments": list(config.path_segments),
-            "reversible_layers": config.reversible_layers, "smoothing": config.smoothing, "straight_through": config.straight_through,
+            "reversible_layers": config.reversible_layers, "projected_tolerance": config.tolerance,
+            "smoothing": config.smoothing, "straight_through": config.straight_through,
             "fixed_point_iterations": config.fixed_point_iterations, "tolerance": config.corrector_tolerance,
             "round_trip_rmse_clipped": float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content)),
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
@@ -225,7 +228,7 @@ def _markdown_reversible(rev):
             "and its own features re-imposed)", "",
         f"Method `reversible`: segments {rev['segments']}"
         + (f"; layers after the first {rev['reversible_layers']} take the projected scheme (exact Jacobians, "
-           "tolerance 1e-4)" if deep else "") + ", Jacobians with ReLU and max pool softened at "
+           f"tolerance {rev.get('projected_tolerance', 1e-4):g})" if deep else "") + ", Jacobians with ReLU and max pool softened at "
         f"{rev['smoothing']} x each layer's spread"
         + (" (straight through: only their derivatives, at the exact network's values)" if rev["straight_through"]
            else " (at the softened network's own values)") + f", up to {rev['fixed_point_iterations']} fixed-point "
