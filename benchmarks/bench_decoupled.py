@@ -228,13 +228,15 @@ def _markdown_reversible(rev):
             "and its own features re-imposed)", "",
         f"Method `reversible`: segments {rev['segments']}"
         + (f"; layers after the first {rev['reversible_layers']} take the projected scheme (exact Jacobians, "
-           f"tolerance {rev.get('projected_tolerance', 1e-4):g})" if deep else "") + ", Jacobians with ReLU and max pool softened at "
+           f"tolerance {rev.get('projected_tolerance', 1e-4):g})" if deep else "")
+        + ", Jacobians with ReLU and max pool softened at "
         f"{rev['smoothing']} x each layer's spread"
         + (" (straight through: only their derivatives, at the exact network's values)" if rev["straight_through"]
            else " (at the softened network's own values)") + f", up to {rev['fixed_point_iterations']} fixed-point "
         f"iterations per normalising segment; features in float64, corrector tolerance {rev['tolerance']:g}, "
         f"its model started from the exact network's Jacobian rows. **{rev['wall_s'] / 60:.1f} min wall**, "
-        f"{rev['cpu_s'] / 60:.1f} min CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** ({rev['round_trip_rmse_clipped']:.2e} "
+        f"{rev['cpu_s'] / 60:.1f} min CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** "
+        f"({rev['round_trip_rmse_clipped']:.2e} "
         f"after clipping to [0, 1]); largest pixel difference {rev['max_abs_diff']:.2e}. The cosine column is "
         "measured against the exact (unsmoothed) channel gradients of the earlier layers at the start of "
         "each stage.", "", stage_table(rev["stages"], show_method=deep), ""]
@@ -321,7 +323,7 @@ def main(argv=None):
         for rsize, layers, segments in args.reversible:
 
             def on_stage(done, rsize=rsize, layers=layers):
-                publish(section, "\n".join(markdown_reversible(raw["reversible"], command, at_start).splitlines() + [
+                publish(section, markdown_reversible(raw["reversible"], command, at_start) + "\n" + "\n".join([
                     f"### Unfinished round trip at {rsize}x{rsize}, {layers} layers (stages completed so far)", "",
                     stage_table(done, show_method=True)]))
 

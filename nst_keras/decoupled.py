@@ -298,7 +298,7 @@ class FeatureMeans:
         if float64:  # the convolutions' (kernel, bias) in float64 and the pools (None), in order
             ops = [op for op in base.layers if isinstance(op, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
             self._names64 = [op.name for op in ops]
-            self._params64 = [(tf.constant(np.asarray(op.kernel), tf.float64), tf.constant(np.asarray(op.bias), tf.float64))
+            self._params64 = [tuple(tf.constant(np.asarray(w), tf.float64) for w in (op.kernel, op.bias))
                               if isinstance(op, keras.layers.Conv2D) else None for op in ops]
         if smoothing:
             self._set_scales(np.random.default_rng(seed).random((1, h, w, 3)).astype(np.float32))
