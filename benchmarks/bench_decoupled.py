@@ -41,6 +41,12 @@ def samples():
     return content, style
 
 
+def _sci(v):
+    """1e-4, 1e-9: a tolerance as written in the docs."""
+    mantissa, exponent = f"{v:.3e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def _fmt(v, spec=".1f"):
     if v is None:
         return "–"
@@ -228,12 +234,12 @@ def _markdown_reversible(rev):
             "and its own features re-imposed)", "",
         f"Method `reversible`: segments {rev['segments']}"
         + (f"; layers after the first {rev['reversible_layers']} take the projected scheme (exact Jacobians, "
-           f"tolerance {rev.get('projected_tolerance', 1e-4):g})" if deep else "")
+           f"tolerance {_sci(rev.get('projected_tolerance', 1e-4))})" if deep else "")
         + ", Jacobians with ReLU and max pool softened at "
         f"{rev['smoothing']} x each layer's spread"
         + (" (straight through: only their derivatives, at the exact network's values)" if rev["straight_through"]
            else " (at the softened network's own values)") + f", up to {rev['fixed_point_iterations']} fixed-point "
-        f"iterations per normalising segment; features in float64, corrector tolerance {rev['tolerance']:g}, "
+        f"iterations per normalising segment; features in float64, corrector tolerance {_sci(rev['tolerance'])}, "
         f"its model started from the exact network's Jacobian rows. **{rev['wall_s'] / 60:.1f} min wall**, "
         f"{rev['cpu_s'] / 60:.1f} min CPU. Round trip relative RMSE **{rev['round_trip_rmse']:.2e}** "
         f"({rev['round_trip_rmse_clipped']:.2e} "
