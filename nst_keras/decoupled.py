@@ -662,8 +662,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         return g
 
     info = {"jacobians": 0, "refreshes": 0, "unconverged": 0, "corrections": 0, "fixed_point_iterations": 0,
-            "fixed_point_change": 0.0, "gradient_dead": set(), "dependent": set(), "max_cos": 0.0,
-            "max_cos_move": 0.0, "max_cos_exact": None, "woken": set(), "plain_model_fallbacks": 0}
+            "fixed_point_change": 0.0, "fixed_point_changes": [], "gradient_dead": set(), "dependent": set(),
+            "max_cos": 0.0, "max_cos_move": 0.0, "max_cos_exact": None, "woken": set(), "plain_model_fallbacks": 0}
 
     def factor(at):
         solver = _factorise(net, at, k, rows, config.dead_tolerance, exact=not smoothed)
@@ -787,6 +787,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                 else:
                     point = x_next
             info["fixed_point_change"] = max(info["fixed_point_change"], change)
+            info["fixed_point_changes"].append(change)  # the segment's reversal is as good as its last change
             if not ok:  # fall back to the explicit scheme for the rest of this segment
                 x_new, solver, ok = chord(x_new, g, solver, index, refresh=True, model=model)
         if earlier_rows.size:
@@ -865,6 +866,8 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                         "unconverged_segments": info["unconverged"],
                         "corrections": info["corrections"], "fixed_point_iterations": info["fixed_point_iterations"],
                         "fixed_point_change": info["fixed_point_change"] if implicit else None,
+                        "fixed_point_changes": [float(f"{c:.3g}") for c in info["fixed_point_changes"]] if implicit
+                        else None,
                         "gradient_dead": sorted(info["gradient_dead"] - info["woken"]),
                         "woken": sorted(info["woken"]), "dependent": sorted(info["dependent"])}
 

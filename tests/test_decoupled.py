@@ -85,8 +85,23 @@ def test_reversible_round_trip_comes_back_where_projected_does_not():
         assert np.linalg.norm(normalised - image) / np.linalg.norm(image) > 0.2  # it did move
         assert all(r["set_snr_db"] > 60 for r in reports)
     assert reports[1]["max_abs_cos"] < 0.1  # smoothed steps against the exact earlier gradients
+    changes = [r["fixed_point_changes"] for r in reports]  # last relative change of each implicit segment
+    assert [len(c) for c in changes[:2]] == [4, 2] and changes[2:] == [None, None]
+    assert max(changes[0] + changes[1]) < 1e-4
     # float64 features, exact corrector models and straight-through rows: back to round-off level
     assert errors["reversible"] < 1e-4 and errors["reversible"] < errors["projected"] / 1000, errors
+
+
+def test_reversible_reports_segments_whose_fixed_point_did_not_settle(reference):
+    """One fixed-point iteration cannot settle an implicit segment (its reversal is then
+    approximate): the report gives each segment's last change."""
+    config = CONFIG.replace(method="reversible", segments=(4, 2), fixed_point_iterations=1)
+    net = dc.build_net(config, (SIZE, SIZE))[0]
+    x, report, _ = dc.set_layer(net, _image(2).reshape(-1), 0, reference.mean[TWO[0]], reference, config)
+    assert report["set_snr_db"] > 60 and report["fixed_point_iterations"] == 4
+    changes = report["fixed_point_changes"]
+    assert len(changes) == 4 and min(changes) > config.fixed_point_tolerance
+    assert report["fixed_point_change"] == pytest.approx(max(changes), rel=1e-2)
 
 
 def test_reversible_runs_deep_layers_with_the_projected_scheme_on_exact_rows(monkeypatch):
