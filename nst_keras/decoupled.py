@@ -27,7 +27,9 @@ with the derivatives of ReLU and max pool softened (a sigmoid, a softmax) at the
 values (straight through; optionally the values softened too), normalising segments are implicit
 (J at the segment's end, found by Anderson-accelerated fixed-point iteration) and imposing
 segments explicit (J at their start), so each imposing segment solves the very equation its
-normalising segment solved (a stalled corrector renews its model, never its basis). The features
+normalising segment solved (a stalled corrector renews its model, never its basis); the
+normalising path's last segment, where the image moves fastest, is cut into END_SPLITS, and the
+imposing path mirrors that grid. The features
 are computed in float64 and the corrector's model starts from the exact network's rows, so that
 both directions reach the same root to ~1e-9. Channels dead at either end of a stage, and earlier
 layers' channels dead at its start, are left out in both directions (a softened row along which
@@ -54,6 +56,9 @@ METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
 SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 1, 1), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
+# Reversible method: the normalising path's last segment, where the image moves fastest, is cut
+# into this many (an imposition's first segment likewise, so that every segment has its partner).
+END_SPLITS = 4
 # Relative error (60 dB) above which waking the channels still zero at the end of a projected
 # stage may cost one fresh Jacobian.
 WAKE_REFRESH_ERROR = 1e-3
@@ -843,12 +848,14 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
     n = int(config.path_segments[k])
     if stage.layer_errors(f_start, final_goal, rows).max() < 3 * config.corrector_tolerance:
         n = 0  # already there (e.g. an image normalised before): iterating on round-off only drifts
+    ends = path_ends(n, implicit, config.reversible)
+    n = len(ends)
     if n and not config.reversible:  # before the first Jacobian, so that it has their rows
         x, woken = lift(x, f_start)
         info["woken"].update(woken.tolist())
     solver = factor(x) if n else None
-    for i in range(n):
-        x, solver = segment(x, (i + 1) / n, solver, i)
+    for i, s_end in enumerate(ends):
+        x, solver = segment(x, s_end, solver, i)
         if i + 1 < n:
             solver = factor(x)  # explicit: the next segment's Jacobian at its start
     if solver is not None and not config.reversible:
@@ -858,6 +865,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         x, f = _restore_earlier(net, x, f, k, final_goal, rows, solver, config, stage, info)
     stage.report_progress(n, f, final_goal, rows)
     return x, f, rows, {"restore_steps": info.get("restore_steps", 0), "scheme": "implicit" if implicit else "explicit",
+                        "segments": n,
                         "max_abs_cos": (info["max_cos_exact"] if smoothed else info["max_cos"]) if k else None,
                         "max_abs_cos_smoothed_rows": info["max_cos"] if k and smoothed else None,
                         "max_abs_cos_segment_move": info["max_cos_move"] if k else None,
@@ -870,6 +878,16 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                         else None,
                         "gradient_dead": sorted(info["gradient_dead"] - info["woken"]),
                         "woken": sorted(info["woken"]), "dependent": sorted(info["dependent"])}
+
+
+def path_ends(n, implicit, reversible):
+    """Where the path's segments end (s in (0, 1]): n equal segments. Reversible: a normalising
+    (implicit) path's last segment is cut into END_SPLITS, and an imposing path mirrors that grid,
+    so that its segments retrace the normalising ones in reverse order."""
+    if not reversible or n < 1:
+        return [(i + 1) / n for i in range(n)]
+    normalising = [i / n for i in range(1, n)] + [(n - 1 + j / END_SPLITS) / n for j in range(1, END_SPLITS + 1)]
+    return normalising if implicit else [1 - s for s in reversed([0.0] + normalising[:-1])]
 
 
 def _restore_earlier(net, x, f, k, goal, rows, solver, config, stage, info):
