@@ -27,11 +27,10 @@ with the derivatives of ReLU and max pool softened (a sigmoid, a softmax) at the
 values (straight through; optionally the values softened too), normalising segments are implicit
 (J at the segment's end, found by Anderson-accelerated fixed-point iteration) and imposing
 segments explicit (J at their start), so each imposing segment solves the very equation its
-normalising segment solved (a stalled corrector renews its model, never its basis); the
+normalising segment solved (a stalled corrector renews its model, never its basis; the
 normalising path's last segment, where the image moves fastest, is cut into END_SPLITS, and the
-imposing path mirrors that grid. The features
-are computed in float64 and the corrector's model starts from the exact network's rows, so that
-both directions reach the same root to ~1e-9. Channels dead at either end of a stage, and earlier
+imposing path mirrors that grid). The features are computed in float64 and the corrector's
+model starts from the exact network's rows, so that both directions reach the same root to ~1e-9. Channels dead at either end of a stage, and earlier
 layers' channels dead at its start, are left out in both directions (a softened row along which
 the exact features do not move is a flat direction: a second root). With the exact ReLU
 Jacobian the fixed point does not converge (it jumps as activations flip); see the README for
@@ -667,7 +666,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
         return g
 
     info = {"jacobians": 0, "refreshes": 0, "unconverged": 0, "corrections": 0, "fixed_point_iterations": 0,
-            "fixed_point_change": 0.0, "fixed_point_changes": [], "gradient_dead": set(), "dependent": set(),
+            "fixed_point_changes": [], "gradient_dead": set(), "dependent": set(),
             "max_cos": 0.0, "max_cos_move": 0.0, "max_cos_exact": None, "woken": set(), "plain_model_fallbacks": 0}
 
     def factor(at):
@@ -791,7 +790,6 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                     point = point + residual - (d_x + d_r) @ gamma
                 else:
                     point = x_next
-            info["fixed_point_change"] = max(info["fixed_point_change"], change)
             info["fixed_point_changes"].append(change)  # the segment's reversal is as good as its last change
             if not ok:  # fall back to the explicit scheme for the rest of this segment
                 x_new, solver, ok = chord(x_new, g, solver, index, refresh=True, model=model)
@@ -873,7 +871,7 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
                         "plain_model_fallbacks": info["plain_model_fallbacks"],
                         "unconverged_segments": info["unconverged"],
                         "corrections": info["corrections"], "fixed_point_iterations": info["fixed_point_iterations"],
-                        "fixed_point_change": info["fixed_point_change"] if implicit else None,
+                        "fixed_point_change": max(info["fixed_point_changes"], default=0.0) if implicit else None,
                         "fixed_point_changes": [float(f"{c:.3g}") for c in info["fixed_point_changes"]] if implicit
                         else None,
                         "gradient_dead": sorted(info["gradient_dead"] - info["woken"]),

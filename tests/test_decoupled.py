@@ -111,7 +111,7 @@ def test_reversible_reports_segments_whose_fixed_point_did_not_settle(reference)
     approximate): the report gives each segment's last change."""
     config = CONFIG.replace(method="reversible", segments=(4, 2), fixed_point_iterations=1)
     net = dc.build_net(config, (SIZE, SIZE))[0]
-    x, report, _ = dc.set_layer(net, _image(2).reshape(-1), 0, reference.mean[TWO[0]], reference, config)
+    _, report, _ = dc.set_layer(net, _image(2).reshape(-1), 0, reference.mean[TWO[0]], reference, config)
     assert report["set_snr_db"] > 60 and report["fixed_point_iterations"] == report["segments"] == 3 + dc.END_SPLITS
     changes = report["fixed_point_changes"]
     assert len(changes) == report["segments"] and min(changes) > config.fixed_point_tolerance
