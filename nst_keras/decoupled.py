@@ -30,8 +30,8 @@ segments explicit (J at their start), so each imposing segment solves the very e
 normalising segment solved (a stalled corrector renews its model, never its basis; the
 normalising path's last segment, where the image moves fastest, is cut into END_SPLITS, and the
 imposing path mirrors that grid). The features are computed in float64 and the corrector's
-model starts from the exact network's rows, so that both directions reach the same root to ~1e-9. Channels dead at either end of a stage, and earlier
-layers' channels dead at its start, are left out in both directions (a softened row along which
+model starts from the exact network's rows, so that both directions reach the same root to
+~1e-9. Channels dead at either end of a stage, and earlier layers' channels dead at its start, are left out in both directions (a softened row along which
 the exact features do not move is a flat direction: a second root). With the exact ReLU
 Jacobian the fixed point does not converge (it jumps as activations flip); see the README for
 the measurements. Block4-5's rows are too nearly dependent for the scheme (every step rejected
