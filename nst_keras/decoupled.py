@@ -29,15 +29,15 @@ values (straight through; optionally the values softened too), normalising segme
 segments explicit (J at their start), so each imposing segment solves the very equation its
 normalising segment solved (a stalled corrector renews its model, never its basis; the
 normalising path's last segment, where the image moves fastest, is cut into END_SPLITS, and the
-imposing path mirrors that grid). The features are computed in float64 and the corrector's
-model starts from the exact network's rows, so that both directions reach the same root to
-~1e-9. Channels dead at either end of a stage, and earlier layers' channels dead at its start, are left out in both directions (a softened row along which
-the exact features do not move is a flat direction: a second root). With the exact ReLU
-Jacobian the fixed point does not converge (it jumps as activations flip); see the README for
-the measurements. Block4-5's rows are too nearly dependent for the scheme (every step rejected
-at 64x64), so a reversible run's layers after the first `reversible_layers` take the projected
-scheme, with exact Jacobians; the round trip then comes back only as well as they do.
-"""
+imposing path mirrors that grid). The features are computed in float64 and the corrector's model
+starts from the exact network's rows, so that both directions reach the same root to ~1e-9.
+Channels dead at either end of a stage, and earlier layers' channels dead at its start, are left
+out in both directions (a softened row along which the exact features do not move is a flat
+direction: a second root). With the exact ReLU Jacobian the fixed point does not converge (it
+jumps as activations flip); see the README for the measurements. Block4-5's rows are too nearly
+dependent for the scheme (every step rejected at 64x64), so a reversible run's layers after the
+first `reversible_layers` take the projected scheme, with exact Jacobians; the round trip then
+comes back only as well as they do."""
 import dataclasses
 import functools
 import math
