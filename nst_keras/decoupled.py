@@ -28,9 +28,10 @@ values (straight through; optionally the values softened too), normalising segme
 (J at the segment's end, found by Anderson-accelerated fixed-point iteration) and imposing
 segments explicit (J at their start), so each imposing segment solves the very equation its
 normalising segment solved (a stalled corrector renews its model, never its basis; the
-normalising path's last segment, where the image moves fastest, is cut into END_SPLITS, and the
-imposing path mirrors that grid). The features are computed in float64 and the corrector's model
-starts from the exact network's rows, so that both directions reach the same root to ~1e-9.
+normalising path's first and last segments, where the image moves fastest, are cut into
+END_SPLITS, and the imposing path mirrors that grid). The features are computed in float64 and
+the corrector's model starts from the exact network's rows, so that both directions reach the
+same root to ~1e-9.
 Channels dead at either end of a stage, and earlier layers' channels dead at its start, are left
 out in both directions (a softened row along which the exact features do not move is a flat
 direction: a second root). With the exact ReLU Jacobian the fixed point does not converge (it
@@ -55,8 +56,9 @@ METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
 SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 1, 1), "penalty": (4, 2, 2, 1, 1)}
 STAGES = ("style", "content", "impose")
-# Reversible method: the normalising path's last segment, where the image moves fastest, is cut
-# into this many (an imposition's first segment likewise, so that every segment has its partner).
+# Reversible method: the normalising path's first and last segments, where the image moves
+# fastest, are each cut into this many (the imposition's grid mirrors it, so that every segment has
+# its partner).
 END_SPLITS = 4
 # Relative error (60 dB) above which waking the channels still zero at the end of a projected
 # stage may cost one fresh Jacobian.
@@ -880,11 +882,17 @@ def _project_stage(net, x, k, target, reference, config, stage, implicit):
 
 def path_ends(n, implicit, reversible):
     """Where the path's segments end (s in (0, 1]): n equal segments. Reversible: a normalising
-    (implicit) path's last segment is cut into END_SPLITS, and an imposing path mirrors that grid,
-    so that its segments retrace the normalising ones in reverse order."""
+    (implicit) path's first and last segments, where the image moves fastest, are each cut into
+    END_SPLITS, and an imposing path mirrors that grid, so that its segments retrace the
+    normalising ones in reverse order."""
     if not reversible or n < 1:
         return [(i + 1) / n for i in range(n)]
-    normalising = [i / n for i in range(1, n)] + [(n - 1 + j / END_SPLITS) / n for j in range(1, END_SPLITS + 1)]
+    from fractions import Fraction
+
+    cuts = {Fraction(i, n) for i in range(1, n + 1)}
+    cuts |= {Fraction(j, n * END_SPLITS) for j in range(1, END_SPLITS)}
+    cuts |= {Fraction((n - 1) * END_SPLITS + j, n * END_SPLITS) for j in range(1, END_SPLITS)}
+    normalising = [float(c) for c in sorted(cuts)]
     return normalising if implicit else [1 - s for s in reversed([0.0] + normalising[:-1])]
 
 

@@ -86,7 +86,7 @@ def test_reversible_round_trip_comes_back_where_projected_does_not():
         assert all(r["set_snr_db"] > 60 for r in reports)
     assert reports[1]["max_abs_cos"] < 0.1  # smoothed steps against the exact earlier gradients
     changes = [r["fixed_point_changes"] for r in reports]  # last relative change of each implicit segment
-    ends = dc.END_SPLITS - 1  # the last normalising segment is cut into END_SPLITS
+    ends = 2 * (dc.END_SPLITS - 1)  # the first and last normalising segments are cut into END_SPLITS
     assert [len(c) for c in changes[:2]] == [4 + ends, 2 + ends] and changes[2:] == [None, None]
     assert [r["segments"] for r in reports] == [4 + ends, 2 + ends, 2 + ends, 4 + ends]
     assert max(changes[0] + changes[1]) < 1e-4
@@ -96,12 +96,16 @@ def test_reversible_round_trip_comes_back_where_projected_does_not():
 
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_reversible_imposing_segments_retrace_the_normalising_ones(n):
-    """The normalising grid ends finer (its last segment cut in END_SPLITS); the imposing grid
-    has the mirrored segments, so each explicit segment undoes one implicit segment."""
+    """The normalising grid starts and ends finer (its first and last segments cut in
+    END_SPLITS); the imposing grid has the mirrored segments, so each explicit segment undoes
+    one implicit segment."""
     out, back = dc.path_ends(n, True, True), dc.path_ends(n, False, True)
-    assert len(out) == len(back) == n - 1 + dc.END_SPLITS and out[-1] == back[-1] == 1.0
+    count = dc.END_SPLITS if n == 1 else n - 2 + 2 * dc.END_SPLITS
+    assert len(out) == len(back) == count and out[-1] == back[-1] == 1.0
     widths = np.diff([0.0] + out)
-    assert np.allclose(widths[-dc.END_SPLITS:], 1 / (n * dc.END_SPLITS)) and np.all(np.diff(out) > 0)
+    fine = 1 / (n * dc.END_SPLITS)
+    assert np.allclose(widths[:dc.END_SPLITS], fine) and np.allclose(widths[-dc.END_SPLITS:], fine)
+    assert np.allclose(widths[dc.END_SPLITS:count - dc.END_SPLITS], 1 / n) and np.all(np.diff(out) > 0)
     assert np.allclose(np.diff([0.0] + back), widths[::-1])  # the same segments, in reverse order
     assert dc.path_ends(n, True, False) == dc.path_ends(n, False, False) == [(i + 1) / n for i in range(n)]
 
@@ -112,7 +116,7 @@ def test_reversible_reports_segments_whose_fixed_point_did_not_settle(reference)
     config = CONFIG.replace(method="reversible", segments=(4, 2), fixed_point_iterations=1)
     net = dc.build_net(config, (SIZE, SIZE))[0]
     _, report, _ = dc.set_layer(net, _image(2).reshape(-1), 0, reference.mean[TWO[0]], reference, config)
-    assert report["set_snr_db"] > 60 and report["fixed_point_iterations"] == report["segments"] == 3 + dc.END_SPLITS
+    assert report["set_snr_db"] > 60 and report["fixed_point_iterations"] == report["segments"] == 2 + 2 * dc.END_SPLITS
     changes = report["fixed_point_changes"]
     assert len(changes) == report["segments"] and min(changes) > config.fixed_point_tolerance
     assert report["fixed_point_change"] == pytest.approx(max(changes), rel=1e-2)
