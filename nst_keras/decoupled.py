@@ -35,10 +35,10 @@ same root to ~1e-9.
 Channels dead at either end of a stage, and earlier layers' channels dead at its start, are left
 out in both directions (a softened row along which the exact features do not move is a flat
 direction: a second root). With the exact ReLU Jacobian the fixed point does not converge (it
-jumps as activations flip); see the README for the measurements. Block4-5's rows are too nearly
-dependent for the scheme (every step rejected at 64x64), so a reversible run's layers after the
-first `reversible_layers` take the projected scheme, with exact Jacobians; the round trip then
-comes back only as well as they do."""
+jumps as activations flip); docs/decoupled/NUMERICS.md has the measurements. Block4-5's rows are
+too nearly dependent for the scheme (every step rejected at 64x64), so a reversible run's layers
+after the first `reversible_layers` take the projected scheme, with exact Jacobians; the round
+trip then comes back only as well as they do."""
 import dataclasses
 import functools
 import math
@@ -88,7 +88,7 @@ class DecoupledConfig:
             with ReLU and max pooling softened at this fraction of each layer's spread on noise.
         straight_through: 'reversible' only (default True): take the softened derivatives at the exact
             network's activations instead of at the smooth ops' own values (the offsets of softplus and
-            logsumexp add up with depth; see the README for what each gives).
+            logsumexp add up with depth; docs/decoupled/NUMERICS.md says what each gives).
         reversible_tolerance: 'reversible' only: the corrector tolerance (at most `tolerance`); the
             way back amplifies what a segment leaves. The method computes the features in float64.
         reversible_layers: 'reversible' only: the first this many layers use the reversible scheme;
@@ -1040,7 +1040,7 @@ def normalize(net, image, reference, config, kind="normalize", first_stage=0, nu
 
     Args:
         net: a FeatureMeans for the image's shape.
-        image: float array [H, W, 3] (values may leave [0, 1] slightly; see the README).
+        image: float array [H, W, 3] (values may leave [0, 1] slightly; docs/decoupled/NUMERICS.md).
     Returns:
         (normalised image float64 [H, W, 3], recorded features {layer: c_k}, stage reports, history).
     """
