@@ -113,9 +113,11 @@ def _transfer_and_save(args, config, content, style, outputs):
     from .decoupled import convergence_figure, decoupled_transfer, reference_figure
     from .image import atomic_write, save_json, save_png
 
-    bars, seen = [], set()
+    bars, seen, finished = [], set(), {}
 
     def callback(p):
+        if p.report is not None:  # a stage ended: keep its image in case the run is interrupted
+            finished[p.stage] = (p.layer, p.image)
         if not bars:
             bars.append(progress_bar(p.num_stages, args.quiet, PROG))
         bar = bars[0]
@@ -131,7 +133,7 @@ def _transfer_and_save(args, config, content, style, outputs):
     except KeyboardInterrupt:
         for bar in bars:
             bar.close()
-        print(f"{PROG}: interrupted; nothing saved", file=sys.stderr)
+        _save_interrupted(args, config, finished, outputs)
         return 130
     for bar in bars:
         bar.update(1)
@@ -155,6 +157,26 @@ def _transfer_and_save(args, config, content, style, outputs):
         f"{result.metadata['extractor']['model']} weights={result.metadata['extractor']['weights']}, "
         f"min SNR set layer {t['min_set_snr_db']:.1f} dB, {t['wall_time_s']:.0f} s)", args.quiet)
     return 0
+
+
+def _save_interrupted(args, config, finished, outputs):
+    """Ctrl-C: the last good image is the one after the last finished imposing stage (its deeper
+    layers carry the style's features); before the imposition there is none, so nothing is saved.
+    With --save-normalized, a normalised image is saved once its last stage has finished."""
+    from .image import save_png
+
+    last = config.layers[-1]
+    if args.save_normalized:
+        for kind in ("style", "content"):
+            if kind in finished and finished[kind][0] == last:
+                save_png(outputs[f"{kind}_normalized"], finished[kind][1], {"normalized": kind})
+    if "impose" not in finished:
+        print(f"{PROG}: interrupted before the imposition; nothing saved", file=sys.stderr)
+        return
+    layer, image = finished["impose"]
+    save_png(outputs["image"], image, {"interrupted": f"imposed down to {layer}", "config": config.to_dict(),
+                                       "inputs": {"content": args.content, "style": args.style}})
+    print(f"{PROG}: interrupted; saved the image imposed down to {layer} to {args.output}", file=sys.stderr)
 
 
 def main(argv=None):

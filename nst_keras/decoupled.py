@@ -203,6 +203,7 @@ class Progress:
     passes: dict            # {'forward': n, 'reverse': n} so far in this stage
     elapsed: float          # seconds since the start of the stage
     report: dict = None     # the stage's report, on the last call of a stage only
+    image: np.ndarray = None  # the image at the end of the stage, float64 [H, W, 3] (last call only)
 
 
 @dataclass
@@ -1014,7 +1015,7 @@ def set_layer(net, x, k, target, reference, config, kind="normalize", stage_inde
         callback(Progress(stage=kind, layer=net.layers[k], stage_index=stage_index, num_stages=num_stages,
                           segment=last["segment"], snr_db=last["snr_db"],
                           min_earlier_snr_db=last["min_earlier_snr_db"] or math.inf, passes=stage.passes(),
-                          elapsed=report["wall_time_s"], report=report))
+                          elapsed=report["wall_time_s"], report=report, image=x.reshape(*net.shape, 3).copy()))
     return x, report, stage.history
 
 

@@ -358,6 +358,52 @@ def test_cli_writes_outputs(files, capsys):
     assert Image.open(files["out"]).size == (32, 32)
 
 
+def _interrupt_at_stage(monkeypatch, stage):
+    """The progress bar raises KeyboardInterrupt when stage number `stage` (from 0) begins."""
+    from nst_keras import cli_decoupled
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            self.n = 0
+
+        def update(self, n=1):
+            self.n += n
+            if self.n == stage:
+                raise KeyboardInterrupt
+
+        def set_postfix_str(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(cli_decoupled, "progress_bar", Bar)
+
+
+def test_ctrl_c_during_the_imposition_saves_the_image_imposed_so_far(files, capsys, monkeypatch):
+    from nst_keras.image import read_png_metadata
+
+    _interrupt_at_stage(monkeypatch, 5)  # stages: style x2, content x2, impose block2, impose block1
+    code = main([files["content"], files["style"], "-o", files["out"], "--size", "32", "--weights", "random",
+                 "--layers", ",".join(TWO), "--save-normalized"])
+    err = capsys.readouterr().err
+    assert code == 130 and f"imposed down to {TWO[1]}" in err and "Traceback" not in err
+    assert read_png_metadata(files["out"])["interrupted"] == f"imposed down to {TWO[1]}"
+    assert Image.open(files["out"]).size == (32, 32)
+    for kind in ("style", "content"):
+        assert os.path.exists(files["out"].replace(".png", f"_{kind}_normalized.png"))
+
+
+def test_ctrl_c_before_the_imposition_saves_no_result(files, capsys, monkeypatch):
+    _interrupt_at_stage(monkeypatch, 3)  # the style is normalised, the content half way
+    code = main([files["content"], files["style"], "-o", files["out"], "--size", "32", "--weights", "random",
+                 "--layers", ",".join(TWO), "--save-normalized"])
+    assert code == 130 and "before the imposition; nothing saved" in capsys.readouterr().err
+    assert not os.path.exists(files["out"])
+    assert os.path.exists(files["out"].replace(".png", "_style_normalized.png"))
+    assert not os.path.exists(files["out"].replace(".png", "_content_normalized.png"))
+
+
 def test_reversible_corrector_falls_back_when_the_exact_model_is_wrong(monkeypatch):
     """A corrector step from a bad exact model is rejected; the segment goes on from the min-norm
     model instead of stalling (reported as plain_model_fallbacks)."""
