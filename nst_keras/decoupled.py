@@ -44,6 +44,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -888,8 +889,6 @@ def path_ends(n, implicit, reversible):
     normalising ones in reverse order."""
     if not reversible or n < 1:
         return [(i + 1) / n for i in range(n)]
-    from fractions import Fraction
-
     cuts = {Fraction(i, n) for i in range(1, n + 1)}
     cuts |= {Fraction(j, n * END_SPLITS) for j in range(1, END_SPLITS)}
     cuts |= {Fraction((n - 1) * END_SPLITS + j, n * END_SPLITS) for j in range(1, END_SPLITS)}
