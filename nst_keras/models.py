@@ -3,6 +3,7 @@
 Images enter an extractor as float32 [B, H, W, 3] RGB in [0, 1]; only this module knows about
 BGR order, the 0-255 range and the ImageNet mean pixel.
 """
+import dataclasses
 import difflib
 import functools
 import os
@@ -17,6 +18,7 @@ from .errors import UserError
 MODELS = ("vgg16", "vgg19")
 WEIGHT_SOURCES = ("auto", "imagenet", "hed", "random")
 _BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+BLOCK_CHANNELS = (64, 128, 256, 512, 512)  # output channels of every conv layer of a VGG block
 # Keras' ImageNet "notop" weight files (keras.applications), and their MD5 hashes.
 IMAGENET_FILES = {
     "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
@@ -57,10 +59,20 @@ def validate_layers(model, names):
                             + f"; accepted: block1_conv1 ... {known[-2]} (Keras names)")
 
 
+def layer_block(name):
+    """The VGG block (1-5) of a Keras layer name (block3_conv1 -> 3)."""
+    return int(re.match(r"block(\d)_", name).group(1))
+
+
 def layer_stride(name):
     """Down-sampling factor of a layer's output relative to the image (block3_conv1 -> 4)."""
-    block = int(re.match(r"block(\d)_", name).group(1))
+    block = layer_block(name)
     return 2 ** (block if name.endswith("_pool") else block - 1)
+
+
+def layer_channels(name):
+    """Channels of a layer's output (block3_conv1 -> 256; a pool has its block's)."""
+    return BLOCK_CHANNELS[layer_block(name) - 1]
 
 
 def min_image_side(names):
@@ -69,17 +81,22 @@ def min_image_side(names):
 
 
 def preprocess(images):
-    """[B, H, W, 3] RGB in [0, 1] -> BGR in 0-255 minus the ImageNet mean (Keras 'caffe' mode)."""
+    """[B, H, W, 3] RGB in [0, 1] -> BGR in 0-255 minus the ImageNet mean (Keras 'caffe' mode).
+
+    Works in the images' float dtype (float32, or float64 for decoupled mode's exact features).
+    """
     import tensorflow as tf
 
-    return tf.reverse(images * 255.0, axis=[-1]) - IMAGENET_MEAN_BGR
+    images = tf.convert_to_tensor(images)
+    return tf.reverse(images * 255.0, axis=[-1]) - tf.constant(IMAGENET_MEAN_BGR, images.dtype)
 
 
 def deprocess(x):
     """Inverse of preprocess: BGR minus mean -> RGB in [0, 1] (not clipped)."""
     import tensorflow as tf
 
-    return tf.reverse(x + IMAGENET_MEAN_BGR, axis=[-1]) / 255.0
+    x = tf.convert_to_tensor(x)
+    return tf.reverse(x + tf.constant(IMAGENET_MEAN_BGR, x.dtype), axis=[-1]) / 255.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +217,16 @@ def _short(exc):
     return str(exc).splitlines()[0][:160]
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkOp:
+    """One step of a VGG: a 3x3 'same' convolution + ReLU ('conv') or a 2x2 max pool ('pool')."""
+
+    name: str
+    kind: str
+    kernel: np.ndarray = None
+    bias: np.ndarray = None
+
+
 class FeatureExtractor:
     """A VGG truncated after the deepest requested layer, returning {layer name: activation}.
 
@@ -236,6 +263,34 @@ class FeatureExtractor:
         if len(self.layers) == 1:
             outputs = [outputs]
         return dict(zip(self.layers, outputs))
+
+    def truncated(self, layers):
+        """A function of images in [0, 1] returning the list of `layers`' activations (the
+        exact network, preprocessing inside), for callers that need several truncations."""
+        import keras
+
+        model = keras.Model(self.model.input, [self.model.get_layer(n).output for n in layers])
+
+        def features(images):
+            out = model(preprocess(images))
+            return list(out) if isinstance(out, (list, tuple)) else [out]
+        return features
+
+    def conv_stack(self):
+        """The network's operations in order, up to the deepest layer: one NetworkOp per
+        convolution (3x3, 'same', followed by a ReLU) or 2x2 max pool (stride 2, 'valid'), with
+        the convolutions' kernel [3, 3, C_in, C_out] and bias as float32 numpy arrays. For callers
+        that run the network op by op (softened derivatives, float64 features)."""
+        import keras
+
+        ops = []
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                kernel, bias = (np.asarray(w) for w in layer.get_weights())
+                ops.append(NetworkOp(layer.name, "conv", kernel, bias))
+            elif isinstance(layer, keras.layers.MaxPooling2D):
+                ops.append(NetworkOp(layer.name, "pool"))
+        return ops
 
     def describe(self):
         """What a report needs to reproduce the features."""

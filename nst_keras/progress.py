@@ -1,12 +1,74 @@
-"""Loss histories, plots and contact sheets: functions the CLI calls to write what a run reported."""
+"""Progress records of both modes, and what the CLIs make of them: loss histories, plots, contact sheets.
+
+The library reports through a callback that receives one record per iteration
+(GatysProgress) or corrector iteration (DecoupledProgress); a callback that returns True stops
+the run, which keeps what it has finished. Plots use matplotlib's object API on an Agg canvas,
+so a caller's pyplot backend is never switched.
+"""
 import csv
 import io
 import os
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from .errors import UserError
 from .image import atomic_write, contact_sheet, save_json, save_png
 
 HISTORY_FORMATS = (".csv", ".json")
+
+
+@dataclass
+class GatysProgress:
+    """One Gatys-mode optimiser iteration, handed to the callback."""
+
+    iteration: int          # over all scales (and tiles), from 1
+    total_iterations: int
+    scale: int              # index of the current scale, from 0
+    num_scales: int
+    shape: tuple            # (h, w) of the current scale
+    loss: float             # weighted total, unscaled
+    terms: dict             # weighted content, style and tv terms
+    evaluations: int        # loss-and-gradient evaluations so far
+    elapsed: float          # seconds since the start
+    image_fn: object = field(repr=False, default=None)
+
+    @property
+    def image(self):
+        """The current image, float32 [H, W, 3] in [0, 1] (computed on demand)."""
+        return self.image_fn()
+
+
+@dataclass
+class DecoupledProgress:
+    """One decoupled-mode corrector iteration (projected, reversible) or SGD step (penalty)."""
+
+    stage: str              # 'style', 'content' or 'impose' (or 'normalize' / 'impose' in the parts)
+    layer: str
+    stage_index: int        # over the whole run, from 0
+    num_stages: int
+    segment: int            # path segment (projected) or step (penalty)
+    snr_db: float           # SNR of the layer being set against its final target
+    min_earlier_snr_db: float
+    passes: dict            # {'forward': n, 'reverse': n} so far in this stage
+    elapsed: float          # seconds since the start of the stage
+    report: dict = None     # the stage's report, on the last call of a stage only
+    image: np.ndarray = None  # the image at the end of the stage, float64 [H, W, 3] (last call only)
+
+
+def new_figure(figsize, nrows=1, ncols=1, dpi=100):
+    """A matplotlib Figure with an Agg canvas and its axes array [nrows, ncols], outside pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def save_figure(path, fig, dpi=None):
+    """Write a figure as PNG atomically."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def check_history_path(path):
@@ -38,13 +100,9 @@ def write_history(path, history):
 
 
 def plot_curves(path, curves, title, ylabel="loss", xlabel="iteration", log=True):
-    """Plot {label: (xs, ys)} to a PNG with matplotlib's Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    """Plot {label: (xs, ys)} to a PNG (Agg canvas; pyplot's backend is left alone)."""
+    fig, axes = new_figure((7, 4))
+    ax = axes[0, 0]
     for label, (xs, ys) in curves.items():
         ax.plot(xs, ys, label=label)
     if log:
@@ -55,8 +113,7 @@ def plot_curves(path, curves, title, ylabel="loss", xlabel="iteration", log=True
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    save_figure(path, fig)
 
 
 def plot_history(path, history, title="Gatys-mode loss"):
