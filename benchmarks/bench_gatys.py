@@ -68,7 +68,7 @@ def images(size):
 
 
 def default_config(**changes):
-    from nst_keras.config import GatysConfig
+    from nst_keras.gatys.config import GatysConfig
 
     return GatysConfig(model="vgg16", weights="hed").replace(**changes)
 
@@ -246,7 +246,7 @@ def part_overhead(args):
 def peak_rss_bytes():
     """This process's peak resident memory: VmHWM, which starts afresh at exec. (ru_maxrss does
     not: Linux carries the forking parent's peak across exec into the child's ru_maxrss.)"""
-    from nst_keras.memory import _proc_kib_field
+    from nst_keras.gatys.memory import _proc_kib_field
 
     return _proc_kib_field("/proc/self/status", "VmHWM") or 0
 
@@ -296,7 +296,7 @@ def memory_child(size, evaluations):
 
 
 def part_memory(args):
-    from nst_keras import memory
+    from nst_keras.gatys import memory
 
     load0 = loadavg()
     rows = []

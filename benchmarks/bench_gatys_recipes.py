@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_keras import gatys
-from nst_keras.config import DEFAULT_STYLE_LAYERS
+from nst_keras.gatys.config import DEFAULT_STYLE_LAYERS
 from nst_keras.models import preprocess
 
 CONTENT_LAYER = "block5_conv2"

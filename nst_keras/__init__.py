@@ -1,14 +1,19 @@
-"""nst_keras: optimisation-based neural style transfer for Keras 3 / TensorFlow 2."""
+"""nst_keras: optimisation-based neural style transfer for Keras 3 / TensorFlow 2.
+
+The public API, re-exported from the module that owns each name (docs/ARCHITECTURE.md has the
+map). Names are imported on first use, so that `import nst_keras` (and the CLI's start-up) does
+not load TensorFlow before it is needed.
+"""
 __version__ = "0.1.0"
 
-# Public API, imported on first use so that `import nst_keras` (and the CLI's start-up) does not
-# load TensorFlow before it is needed.
 _EXPORTS = {
-    "GatysConfig": "config", "UserError": "errors",
+    "UserError": "errors",
     "load_image": "image", "save_png": "image", "fit_long_side": "image", "resize_to": "image",
     "build_extractor": "models", "FeatureExtractor": "models", "preprocess": "models", "deprocess": "models",
     "gram_matrix": "losses",
-    "stylize": "gatys", "Evaluator": "gatys", "Progress": "gatys", "StylizeResult": "gatys",
+    "GatysProgress": "progress", "DecoupledProgress": "progress",
+    "GatysConfig": "gatys.config", "stylize": "gatys.pipeline", "StylizeResult": "gatys.pipeline",
+    "Evaluator": "gatys.evaluator",
     "decoupled_transfer": "decoupled", "DecoupledConfig": "decoupled",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -3,3 +3,13 @@
 
 class UserError(Exception):
     """Bad input: a message naming the bad value and what would be accepted."""
+
+
+def check_choice(name, value, accepted):
+    """Raise UserError unless value is one of `accepted`, with a did-you-mean hint."""
+    if value not in accepted:
+        import difflib
+
+        hint = difflib.get_close_matches(str(value), accepted, n=1)
+        raise UserError(f"unknown {name} '{value}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                        + f"; accepted: {', '.join(accepted)}")

@@ -5,7 +5,7 @@ networks": a layer l has N_l channels and M_l = h * w positions.
 """
 import tensorflow as tf
 
-from .config import TV_FORMS
+TV_FORMS = ("power", "l2")  # total-variation forms, see total_variation_loss
 
 
 @tf.custom_gradient

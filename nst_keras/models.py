@@ -112,17 +112,51 @@ def keras_cache_paths(model):
 
 
 def _download(model):
-    """Fetch the ImageNet notop file through Keras' cache; fails fast when offline."""
-    import keras
+    """Fetch the ImageNet notop file into the Keras cache (no progress chatter); returns its path.
+
+    The file is written next to its final name and renamed once its MD5 matches, so an
+    interrupted or corrupt download never looks cached.
+
+    Raises:
+        OSError: in plain words: no internet connection, or why the download failed.
+    """
+    import hashlib
+    import urllib.error
+    import urllib.request
 
     fname, md5 = IMAGENET_FILES[model]
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    url = IMAGENET_URL.format(model=model, file=fname)
+    for target in keras_cache_paths(model):
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".part")
+            break
+        except OSError:
+            continue
+    else:
+        raise OSError("no writable Keras cache directory")
+    digest = hashlib.md5()
     try:
-        return keras.utils.get_file(fname, IMAGENET_URL.format(model=model, file=fname),
-                                    cache_subdir="models", file_hash=md5)
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != md5:
+            raise OSError(f"download failed: the file from {url} is corrupt (MD5 mismatch)")
+        os.replace(tmp, target)
+        return target
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"download failed: HTTP {exc.code} {exc.reason} from {url}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (socket.gaierror, ConnectionRefusedError, socket.timeout, TimeoutError)):
+            raise OSError(f"no internet connection (could not reach {url.split('/')[2]})") from None
+        raise OSError(f"download failed: {reason}") from None
+    except (socket.timeout, TimeoutError):
+        raise OSError(f"download failed: no answer from {url.split('/')[2]} within {DOWNLOAD_TIMEOUT:g} s") from None
     finally:
-        socket.setdefaulttimeout(previous)
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def imagenet_weights_file(model, download=True):
@@ -136,10 +170,7 @@ def imagenet_weights_file(model, download=True):
             return path
     if not download:
         raise OSError(f"ImageNet weights for {model} are not in the Keras cache")
-    try:
-        return _download(model)
-    except Exception as exc:  # urllib, socket and hash errors all mean "not available"
-        raise OSError(f"could not download the ImageNet weights for {model}: {exc}") from exc
+    return _download(model)
 
 
 @functools.lru_cache(maxsize=1)
@@ -214,7 +245,8 @@ def resolve_weights(model, weights, notify=None):
 
 
 def _short(exc):
-    return str(exc).splitlines()[0][:160]
+    """An error's first line, whole (a message cut mid-word reads as garbage)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,6 +56,52 @@ class DecoupledProgress:
     image: np.ndarray = None  # the image at the end of the stage, float64 [H, W, 3] (last call only)
 
 
+class GatysTracker:
+    """The history and the callback of one Gatys-mode run, over all its passes (scales, tiles).
+
+    Args:
+        callback: called with a GatysProgress after every iteration (or None); True stops the run.
+        total_iterations, num_scales: the run's plan, for the progress records.
+        terms: names of the weighted loss terms, in the evaluator's order.
+    """
+
+    def __init__(self, callback, total_iterations, num_scales, terms):
+        import time
+
+        self._clock = time.perf_counter
+        self.start = self._clock()
+        self.callback, self.total_iterations, self.num_scales, self.terms = (
+            callback, total_iterations, num_scales, tuple(terms))
+        self.history = []
+        self.iteration = 0
+        self.evaluations = 0  # of finished passes
+
+    def step(self, terms, evaluator, scale, shape, image_fn, tile=None):
+        """Record one iteration of a pass; returns True if the callback asks to stop."""
+        self.iteration += 1
+        record = {"iteration": self.iteration, "scale": scale}
+        if tile is not None:
+            record["tile"] = tile
+        record.update({"height": shape[0], "width": shape[1], "loss": float(terms.sum()),
+                       **{k: float(v) for k, v in zip(self.terms, terms)},
+                       "evaluations": self.evaluations + evaluator.evaluations,
+                       "elapsed": self._clock() - self.start})
+        self.history.append(record)
+        if self.callback is None:
+            return False
+        return bool(self.callback(GatysProgress(
+            self.iteration, self.total_iterations, scale, self.num_scales, tuple(shape), record["loss"],
+            dict(zip(self.terms, map(float, terms))), record["evaluations"], record["elapsed"], image_fn)))
+
+    def end_pass(self, evaluator):
+        """Count a finished pass's evaluations."""
+        self.evaluations += evaluator.evaluations
+
+    @property
+    def seconds(self):
+        return self._clock() - self.start
+
+
 def new_figure(figsize, nrows=1, ncols=1, dpi=100):
     """A matplotlib Figure with an Agg canvas and its axes array [nrows, ncols], outside pyplot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -3,7 +3,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nst_keras.cli import main  # noqa: E402
+from nst_keras.cli.gatys import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

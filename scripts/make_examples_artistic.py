@@ -71,7 +71,7 @@ def figures_4k(path, crop_center=(2272, 2250), crop=512):
     a 1:1 crop around a tile corner, plain and with the overlap bands outlined."""
     from PIL import ImageDraw
 
-    from nst_keras.tiles import plan_tiles
+    from nst_keras.gatys.tiles import plan_tiles
 
     with Image.open(path) as img:
         img = img.convert("RGB")
@@ -104,7 +104,7 @@ def figures_4k(path, crop_center=(2272, 2250), crop=512):
 
 
 def main(names):
-    from nst_keras import cli
+    from nst_keras.cli import gatys as cli
 
     os.chdir(ROOT)
     os.makedirs(OUT, exist_ok=True)

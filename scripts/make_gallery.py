@@ -56,7 +56,7 @@ def main(argv=None):
     if not args.grid_only:
         from PIL import Image
 
-        from nst_keras.config import GatysConfig
+        from nst_keras.gatys.config import GatysConfig
         from nst_keras.gatys import stylize
         from nst_keras.image import load_image, to_uint8
         from nst_keras.models import build_extractor

@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from nst_keras import cli, cli_common
-from nst_keras.config import GatysConfig
+from nst_keras.cli import common as cli_common
+from nst_keras.cli import gatys as cli
+from nst_keras.gatys.config import GatysConfig
 from nst_keras.image import load_image, read_png_metadata
 from conftest import write_image
 
@@ -35,7 +36,7 @@ def test_every_config_field_has_a_flag():
     for field in dataclasses.fields(GatysConfig):
         assert "--" + field.name.replace("_", "-") in flags
     args = parser.parse_args(["c.png", "s.png"])
-    assert cli.config_from_args(args) == GatysConfig()
+    assert cli.config_from_args(GatysConfig, args) == GatysConfig()
 
 
 def test_full_run_writes_everything(tmp_path, images, capsys):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from nst_keras import cli, color
-from nst_keras.config import GatysConfig
+from nst_keras import color
+from nst_keras.cli import gatys as cli
+from nst_keras.gatys.config import GatysConfig
 from nst_keras.gatys import stylize
 from nst_keras.image import load_image
 from conftest import make_image, write_image

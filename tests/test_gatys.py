@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nst_keras import gatys
-from nst_keras.config import GatysConfig
+from nst_keras.gatys.config import GatysConfig
 from nst_keras.errors import UserError
 from conftest import make_image
 

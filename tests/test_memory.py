@@ -1,7 +1,7 @@
 """nst_keras.memory: the peak-memory prediction and the check that turns an OOM into a UserError."""
 import pytest
 
-from nst_keras import memory
+from nst_keras.gatys import memory
 from nst_keras.errors import UserError
 
 DEFAULT_LAYERS = ("block4_conv2", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -55,7 +55,7 @@ def test_available_bytes_reads_meminfo():
 
 def test_stylize_refuses_a_size_that_does_not_fit(monkeypatch, tiny_extractor):
     from conftest import make_image
-    from nst_keras.config import GatysConfig
+    from nst_keras.gatys.config import GatysConfig
     from nst_keras.gatys import stylize
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1)
@@ -67,7 +67,7 @@ def test_stylize_refuses_a_size_that_does_not_fit(monkeypatch, tiny_extractor):
 
 
 def test_cli_reports_the_memory_error_in_one_line(monkeypatch, tmp_path, images, capsys):
-    from nst_keras.cli import main
+    from nst_keras.cli.gatys import main
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1)
     monkeypatch.setattr(memory, "resident_bytes", lambda: 0)

@@ -37,27 +37,89 @@ def test_extractor_is_truncated_and_keyed_by_layer(tiny_extractor):
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(models.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     return tmp_path / "keras" / "models"
 
 
-def test_auto_falls_back_to_bundled_backbone_when_download_fails(empty_cache, monkeypatch):
-    calls = []
+class _Server:
+    """A real HTTP server on loopback standing in for the weights host; counts its requests."""
 
-    def failing_get_file(fname, origin, **kwargs):
-        calls.append(socket.getdefaulttimeout())
-        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+    def __init__(self, files, hang=False):
+        import http.server
+        import threading
 
-    import keras
+        server = self
 
-    monkeypatch.setattr(keras.utils, "get_file", failing_get_file)
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                if hang:
+                    server.release.wait(5)
+                    return
+                body = files.get(self.path.rsplit("/", 1)[-1])
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.requests, self.release = [], threading.Event()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{model}}/{{file}}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    servers = []
+
+    def start(files, hang=False):
+        server = _Server(files, hang)
+        servers.append(server)
+        monkeypatch.setattr(models, "IMAGENET_URL", server.url)
+        return server
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_auto_falls_back_when_the_download_fails(empty_cache, serve):
+    server = serve({})  # answers 404
     messages = []
     assert models.resolve_weights("vgg19", "auto", messages.append) == ("vgg16", "hed", None)
-    assert calls == [models.DOWNLOAD_TIMEOUT]  # the download was tried once, with a short timeout
-    assert len(messages) == 1 and "hed" in messages[0]
-    assert socket.getdefaulttimeout() is None  # the timeout is restored
-    with pytest.raises(UserError, match="weights 'imagenet'.*--weights hed"):
+    assert len(server.requests) == 1 and len(messages) == 1
+    assert "download failed: HTTP 404" in messages[0] and "--weights hed" in messages[0]
+    assert not any(empty_cache.parent.rglob("*.part")) if empty_cache.parent.exists() else True
+    with pytest.raises(UserError, match="weights 'imagenet': download failed.*--weights hed"):
         models.resolve_weights("vgg19", "imagenet")
+
+
+def test_unreachable_host_is_no_internet_connection(empty_cache, monkeypatch):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(models, "IMAGENET_URL", f"http://127.0.0.1:{port}/{{model}}/{{file}}")
+    messages = []
+    models.resolve_weights("vgg16", "auto", messages.append)
+    assert messages[0].startswith("ImageNet weights unavailable (no internet connection (could not reach 127.0.0.1")
+
+
+def test_silent_host_times_out(empty_cache, serve, monkeypatch):
+    serve({}, hang=True)
+    monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT", 0.3)
+    with pytest.raises(OSError, match="no answer from 127.0.0.1.* within 0.3 s"):
+        models.imagenet_weights_file("vgg16")
 
 
 def test_cached_imagenet_file_is_used_without_download(empty_cache, monkeypatch):
@@ -68,22 +130,36 @@ def test_cached_imagenet_file_is_used_without_download(empty_cache, monkeypatch)
     assert models.resolve_weights("vgg19", "auto") == ("vgg19", "imagenet", str(cached))
 
 
-def test_simulated_download_is_loaded(empty_cache, monkeypatch, tmp_path):
-    import keras
+def test_download_lands_in_the_cache_and_loads(empty_cache, serve, monkeypatch, tmp_path, capfd):
+    import hashlib
+
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
 
     source = models._build_base("vgg16", seed=5)
-    weights_file = tmp_path / "fake_imagenet.weights.h5"
-    source.save_weights(weights_file)
-
-    def fake_get_file(fname, origin, cache_subdir, file_hash):
-        assert fname == models.IMAGENET_FILES["vgg16"][0] and origin.endswith(fname)
-        return str(weights_file)
-
-    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    fname = models.IMAGENET_FILES["vgg16"][0]
+    weights_file = tmp_path / fname  # Keras's legacy per-layer HDF5 layout, as the real notop file
+    with h5py.File(weights_file, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    body = weights_file.read_bytes()
+    monkeypatch.setitem(models.IMAGENET_FILES, "vgg16", (fname, hashlib.md5(body).hexdigest()))
+    server = serve({fname: body})
     ext = models.build_extractor("vgg16", "imagenet", ["block1_conv2"])
-    assert ext.describe()["weights"] == "imagenet"
+    assert ext.describe()["weights"] == "imagenet" and server.requests == [f"/vgg16/{fname}"]
     np.testing.assert_array_equal(ext.model.get_layer("block1_conv2").get_weights()[0],
                                   source.get_layer("block1_conv2").get_weights()[0])
+    assert (empty_cache / fname).read_bytes() == body
+    models.build_extractor("vgg16", "auto", ["block1_conv1"])  # from the cache now
+    assert len(server.requests) == 1
+    assert "Downloading" not in capfd.readouterr().out  # no download chatter
+
+
+def test_corrupt_download_is_not_cached(empty_cache, serve):
+    fname = models.IMAGENET_FILES["vgg16"][0]
+    serve({fname: b"not the weights"})
+    with pytest.raises(OSError, match="corrupt"):
+        models.imagenet_weights_file("vgg16")
+    assert not empty_cache.exists() or not any(empty_cache.iterdir())
 
 
 def test_local_weights_file_and_bad_file(tmp_path):

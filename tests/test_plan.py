@@ -2,13 +2,13 @@ import os
 
 import numpy as np
 
-from nst_keras import plan, tiles
-from nst_keras.config import GatysConfig
+from nst_keras.gatys import plan, tiles
+from nst_keras.gatys.config import GatysConfig
 from test_cli import FAST, run
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, images, capsys):
-    code = __import__("nst_keras.cli", fromlist=["main"]).main(
+    code = __import__("nst_keras.cli.gatys", fromlist=["main"]).main(
         [images["content"], images["style"], "-o", str(tmp_path / "o.png"), *FAST, "--size", "48",
          "--coarse-size", "16", "--tile-size", "32", "--tile-overlap", "8", "--dry-run"])
     out = capsys.readouterr().out

@@ -3,8 +3,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from nst_keras import gatys, regions
-from nst_keras.config import GatysConfig
+from nst_keras import gatys
+from nst_keras.gatys import regions
+from nst_keras.gatys.config import GatysConfig
 from nst_keras.losses import gram_matrix
 from conftest import make_image, write_image
 from test_cli import FAST, assert_one_line_error, run

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from nst_keras import gatys
-from nst_keras.config import GatysConfig
+from nst_keras.gatys.config import GatysConfig
 from nst_keras.losses import gram_matrix
 from conftest import make_image, write_image
 from test_cli import FAST, assert_one_line_error, run

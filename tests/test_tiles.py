@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from nst_keras import gatys, tiles
-from nst_keras.config import GatysConfig
+from nst_keras import gatys
+from nst_keras.gatys import tiles
+from nst_keras.gatys.config import GatysConfig
 from conftest import make_image
 from test_cli import FAST, assert_one_line_error, run
 
@@ -55,7 +56,7 @@ def test_no_seam_across_tile_boundaries(tiny_extractor):
     content, style = make_image(48, 64, 0), make_image(40, 40, 1)
     config = GatysConfig(size=64, tile_size=32, tile_overlap=8, tile_iterations=20, iterations=10,
                          coarse_size=0, style_weight=1.0, model="vgg16", weights="random", **LAYERS)
-    result = tiles.stylize_tiled(content, style, config, extractor=tiny_extractor)
+    result = gatys.stylize(content, style, config, extractor=tiny_extractor)
     image = result.image
     assert image.shape == (48, 64, 3) and len(result.metadata["tiles"]) == 6
     plan = tiles.plan_tiles((48, 64), 32, 8)
@@ -110,8 +111,10 @@ def test_style_size_is_kept_relative_to_the_output_in_the_base_pass(tiny_extract
         seen.append((max(shape), max(out.shape[:2])))
         return out
 
-    monkeypatch.setattr(gatys, "fit_style", spy)
+    from nst_keras.gatys import pipeline
+
+    monkeypatch.setattr(pipeline, "fit_style", spy)
     config = GatysConfig(size=64, tile_size=32, tile_overlap=8, tile_iterations=1, iterations=1, coarse_size=0,
                          style_size=48, model="vgg16", weights="random", **LAYERS)
-    tiles.stylize_tiled(make_image(48, 64, 0), make_image(40, 40, 1), config, extractor=tiny_extractor)
+    gatys.stylize(make_image(48, 64, 0), make_image(40, 40, 1), config, extractor=tiny_extractor)
     assert (32, 24) in seen and (64, 48) in seen  # style/output ratio 3/4 in the base pass and the tiles

@@ -1,0 +1,216 @@
+"""stylize(): a Gatys-mode run from images to result, coarse to fine, tiled when asked.
+
+The set-up (option checks, masks, colours, the extractor and its weights fallback) is done once
+here for every kind of run; scales are optimised by optimize.optimize on an Evaluator per scale,
+and a run with config.tile_size below config.size is finished by tiles.refine_tiles.
+"""
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__, color
+from ..errors import UserError
+from ..image import center_crop, fit_long_side, load_image, resize_to, size_for_long_side
+from ..models import build_extractor, map_layers, min_image_side
+from ..progress import GatysTracker
+from . import regions, tiles
+from .config import GatysConfig
+from .evaluator import TERMS, Evaluator
+from .memory import check_fits
+from .optimize import optimize
+from .plan import plan_scales
+
+
+@dataclass
+class StylizeResult:
+    image: np.ndarray       # float32 [H, W, 3] in [0, 1]
+    history: list           # one dict per iteration: iteration, scale, loss, terms, evaluations, elapsed
+    stop_reason: str        # 'completed', 'callback', 'non-finite loss'
+    metadata: dict          # config, model, weights, seed, version: enough to reproduce the run
+
+
+@dataclass
+class _Run:
+    """What every pass of one run shares, after the set-up."""
+
+    config: GatysConfig     # with the layers of the network actually used
+    content: np.ndarray     # colour-prepared
+    styles: list            # colour-prepared, not yet sized
+    masks: list             # one [H, W] mask per style, or None
+    finish_colors: object   # image -> image with the content's colours back where asked
+    extractor: object
+    min_side: int
+
+
+def fit_style(style, content_shape, config, index=0):
+    """Size style image number `index` for a content image of shape (h, w).
+
+    config.style_size (an absolute long side at config.size, shrunk with coarser scales) wins over
+    config.style_fit; config.style_scales[index] multiplies either.
+    """
+    factor = config.style_scales[index] if config.style_scales else 1.0
+    if config.style_size:
+        return fit_long_side(style, max(1, round(config.style_size * factor * max(content_shape) / config.size)))
+    if config.style_fit in ("resize", "crop"):
+        shape = tuple(max(1, round(n * factor)) for n in content_shape[:2])
+        return resize_to(style, shape) if config.style_fit == "resize" else center_crop(style, shape)
+    long_side = max(1, round(max(content_shape) * config.style_scale * factor))
+    return fit_long_side(style, long_side)
+
+
+def is_tiled(config):
+    """Whether a run under config refines tiles after a base pass."""
+    return bool(config.tile_size) and config.size > config.tile_size
+
+
+def stylize(content, style, config=None, callback=None, extractor=None, notify=None):
+    """Repaint `content` in the style of `style`: coarse to fine, then tiles if config asks.
+
+    Args:
+        content: float32 [H, W, 3] in [0, 1].
+        style: one such image, or a list of them (blended by config.style_blend_weights).
+        config: a GatysConfig (defaults if None); every field is honoured, tiles included.
+        callback: called with a progress.GatysProgress after every iteration; returning True stops the run.
+        extractor: a FeatureExtractor to reuse (built from config if None).
+        notify: called with one-line messages (e.g. the weights fallback); the library never prints.
+
+    Returns:
+        StylizeResult. A non-finite loss ends the run early and keeps the last good image.
+    Raises:
+        UserError: bad options, images too small for the deepest layer, or a size whose predicted
+            peak memory exceeds the available memory (gatys.memory).
+    """
+    config = (config or GatysConfig()).validate()
+    run = _set_up(content, style, config, extractor, notify)
+    if is_tiled(run.config):
+        return _stylize_tiled(run, callback)
+    config = run.config
+    final_shape = size_for_long_side(run.content.shape, config.size)
+    _check_shape(final_shape, config.size, run, "output size")
+    sizes, iterations = _scales(run.content.shape, config, run.min_side)
+    tracker = GatysTracker(callback, sum(iterations), len(sizes), TERMS)
+    x, stop = _coarse_to_fine(run, config, sizes, iterations, tracker)
+    metadata = _metadata(run, tracker, stop, sizes)
+    image = run.finish_colors(np.clip(x, 0.0, 1.0)).astype(np.float32)
+    return StylizeResult(image, tracker.history, stop or "completed", metadata)
+
+
+def _set_up(content, style, config, extractor, notify):
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
+        raise UserError(f"{len(config.style_blend_weights)} style blend weights for {len(styles)} style "
+                        "images; accepted: one weight per style image")
+    if config.style_scales is not None and len(config.style_scales) != len(styles):
+        raise UserError(f"{len(config.style_scales)} style scales for {len(styles)} style images; "
+                        "accepted: one scale per style image")
+    masks = None
+    if config.style_masks:
+        masks = [regions.load_mask(path) for path in config.style_masks]
+        regions.check_masks(masks, content.shape, len(styles), config.style_masks)
+    color_source = load_image(config.color_source, "color source image") if config.color_source else None
+    content, styles, finish_colors = color.prepare(content, styles, config, color_source)
+    if extractor is None:
+        extractor = build_extractor(config.model, config.weights,
+                                    list(config.content_layers) + list(config.style_layers),
+                                    seed=config.seed, notify=notify)
+    if extractor.model_name != config.model:  # the weights fallback changed the network
+        config = config.replace(model=extractor.model_name, weights=extractor.weights_source,
+                                content_layers=tuple(map_layers(config.content_layers, extractor.model_name)),
+                                style_layers=tuple(map_layers(config.style_layers, extractor.model_name)))
+    return _Run(config, content, styles, masks, finish_colors, extractor, min_image_side(extractor.layers))
+
+
+def _check_shape(shape, size, run, what):
+    """A UserError, not a failure deep inside, for an image too small or too large for this machine."""
+    if min(shape) < run.min_side:
+        raise UserError(f"{what} {shape[1]}x{shape[0]} is too small for layer {run.extractor.deepest}; "
+                        f"accepted: at least {run.min_side} px on the short side")
+    check_fits(shape, size, run.extractor.model_name, run.extractor.layers)  # a UserError, not an OOM kill
+
+
+def _scales(content_shape, config, min_side):
+    """The long sides of the coarse-to-fine schedule and the iterations at each."""
+    sizes = [s for s in plan_scales(config.size, config.coarse_size)
+             if min(size_for_long_side(content_shape, s)) >= min_side]
+    return sizes, [config.coarse_iterations] * (len(sizes) - 1) + [config.iterations]
+
+
+def _initial_image(config, content, style, rng):
+    if config.init == "content":
+        return content.copy()
+    if config.init == "noise":
+        return rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
+    if config.init == "style":
+        return resize_to(style, content.shape[:2])
+    return resize_to(load_image(config.init, "init image"), content.shape[:2])
+
+
+def _coarse_to_fine(run, config, sizes, iterations, tracker):
+    """Optimise at each scale, starting from the previous scale's result upscaled; returns (x, stop)."""
+    rng = np.random.default_rng(config.seed)
+    x, stop = None, None
+    for index, (long_side, n_iter) in enumerate(zip(sizes, iterations)):
+        shape = size_for_long_side(run.content.shape, long_side)
+        c = resize_to(run.content, shape)
+        s = [fit_style(img, shape, config, i) for i, img in enumerate(run.styles)]
+        for img in s:
+            if min(img.shape[:2]) < run.min_side:
+                raise UserError(f"style image of {img.shape[1]}x{img.shape[0]} px at scale {long_side} is too "
+                                f"small for layer {run.extractor.deepest}; accepted: at least {run.min_side} px "
+                                "(raise --style-scale, --style-size or --size)")
+        if x is None:
+            x = _initial_image(config, c, s[0], rng)
+            if config.original_colors == "luminance":
+                x = color.gray(color.luminance(x))
+        else:
+            x = resize_to(x, shape)
+        evaluator = Evaluator(run.extractor, c, s, config, config.style_blend_weights, masks=run.masks)
+
+        def on_iteration(xi, terms, index=index, shape=shape, evaluator=evaluator):
+            image_fn = (lambda: np.asarray(xi, np.float32).reshape(*shape, 3))
+            return tracker.step(terms, evaluator, index, shape, image_fn)
+
+        x_new, stop = optimize(evaluator, x, n_iter, on_iteration, config.optimizer, config.learning_rate)
+        tracker.end_pass(evaluator)
+        if x_new is not None:
+            x = x_new
+        if stop:
+            break
+    return x, stop
+
+
+def _stylize_tiled(run, callback):
+    """A base pass at long side tile_size (colours handled once for the whole image), then tiles."""
+    config = run.config
+    full_shape = size_for_long_side(run.content.shape, config.size)
+    layout = tiles.plan_tiles(full_shape, config.tile_size, config.tile_overlap)
+    tile_shape = (layout[0].height, layout[0].width)
+    if min(tile_shape) < run.min_side:
+        raise UserError(f"tiles of {tile_shape[1]}x{tile_shape[0]} px are too small for layer "
+                        f"{run.extractor.deepest}; accepted: --tile-size of at least {run.min_side}")
+    check_fits(tile_shape, config.tile_size, run.extractor.model_name, run.extractor.layers)
+    # The images are colour-prepared already: the passes run with the colour options off.
+    plain = config.replace(color_match="none", color_source=None, original_colors="off")
+    base = plain.replace(size=config.tile_size, tile_size=0)
+    if config.style_size:  # the base pass sees the style shrunk with the output, as coarse scales do
+        base = base.replace(style_size=max(1, round(config.style_size * config.tile_size / config.size)))
+    _check_shape(size_for_long_side(run.content.shape, base.size), base.size, run, "output size")
+    sizes, iterations = _scales(run.content.shape, base, run.min_side)
+    tracker = GatysTracker(callback, sum(iterations) + len(layout) * config.tile_iterations, len(sizes) + 1, TERMS)
+    x, base_stop = _coarse_to_fine(run, base, sizes, iterations, tracker)
+    canvas, stop = resize_to(np.clip(x, 0.0, 1.0), full_shape), base_stop
+    if not base_stop:
+        content = resize_to(run.content, full_shape)
+        styles = [fit_style(s, full_shape, plain, i) for i, s in enumerate(run.styles)]
+        canvas, stop, _ = tiles.refine_tiles(canvas, content, styles, plain, run.extractor, tracker, len(sizes))
+    metadata = dict(_metadata(run, tracker, stop, sizes), base_size=config.tile_size,
+                    tiles=[] if base_stop else [dataclasses.asdict(t) for t in layout])
+    image = run.finish_colors(np.clip(canvas, 0.0, 1.0)).astype(np.float32)
+    return StylizeResult(image, tracker.history, stop or "completed", metadata)
+
+
+def _metadata(run, tracker, stop, sizes):
+    return {"nst_keras_version": __version__, "mode": "gatys", "config": run.config.to_dict(),
+            "extractor": run.extractor.describe(), "scales": sizes, "evaluations": tracker.evaluations,
+            "stop_reason": stop or "completed", "seconds": tracker.seconds}
