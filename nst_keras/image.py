@@ -35,8 +35,18 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def load_image(path, role="image"):
+def load_image(path, role="image", notify=None, long_side=None):
     """Read an image file as float32 [H, W, 3] in [0, 1], honouring EXIF rotation.
+
+    Args:
+        path: the file.
+        role: what the image is for, in messages ('content image').
+        notify: called with one line when the file holds several frames (an animated GIF, a
+            multi-page TIFF): the first is used.
+        long_side: the largest long side the caller will resize the image to. A much larger image
+            is decoded at a reduced size (JPEG draft mode, else a box-filter reduce by a whole
+            factor) that keeps its short side at least twice this, so the input's size does not
+            drive memory.
 
     Raises:
         UserError: the file is missing, unreadable, truncated, not an image, or too large.
@@ -52,8 +62,15 @@ def load_image(path, role="image"):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                frames = getattr(img, "n_frames", 1)
+                factor = _reduction(img.size, long_side)
+                if factor > 1 and img.format == "JPEG":
+                    img.draft(img.mode, (img.size[0] // factor, img.size[1] // factor))
                 img.load()
                 img = ImageOps.exif_transpose(img)
+                factor = _reduction(img.size, long_side)  # what the draft left to do
+                if factor > 1 and img.mode in ("RGB", "L", "RGBA", "LA", "CMYK", "I", "F"):
+                    img = img.reduce(factor)
                 rgb = _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UserError(f"{role} '{path}' has more than {MAX_IMAGE_PIXELS} pixels (decompression-bomb guard); "
@@ -64,7 +81,45 @@ def load_image(path, role="image"):
         raise UserError(f"{role} '{path}' cannot be read ({exc}); expected {ACCEPTED}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+    if frames > 1 and notify is not None:
+        notify(f"{role} '{path}' has {frames} frames; using the first")
     return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _reduction(size, long_side):
+    """The whole factor by which an image of `size` (w, h) can be shrunk at decode while its short
+    side stays at least twice `long_side` (1: none)."""
+    if not long_side:
+        return 1
+    return max(1, min(size) // (2 * int(long_side)))
+
+
+def check_image(image, role="image"):
+    """An API image as float32 [H, W, 3] in [0, 1]; PIL images are converted.
+
+    Raises:
+        UserError: a batch axis, a wrong channel count, integer or 0-255 values, NaNs.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(_to_rgb(image), dtype=np.float32) / 255.0
+    array = np.asarray(image)
+    if array.ndim == 4 and array.shape[0] == 1:
+        raise UserError(f"{role} has a batch axis; accepted: one image [H, W, 3] (use image[0]). "
+                        f"Received: shape={array.shape}")
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise UserError(f"{role} must be an RGB image [H, W, 3]; accepted: float32 [H, W, 3] in [0, 1] "
+                        f"(nst_keras.load_image reads files). Received: shape={array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise UserError(f"{role} has integer values; accepted: floats in [0, 1] (divide uint8 images by 255). "
+                        f"Received: dtype={array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise UserError(f"{role} contains NaN or infinite values; accepted: floats in [0, 1]")
+    low, high = float(array.min()), float(array.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        hint = " (divide 0-255 images by 255)" if high > 1.5 else ""
+        raise UserError(f"{role} has values outside [0, 1]{hint}; accepted: floats in [0, 1]. "
+                        f"Received: min={low:.4g}, max={high:.4g}")
+    return np.clip(array, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def size_for_long_side(shape, long_side):

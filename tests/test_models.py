@@ -193,7 +193,10 @@ def test_hed_backbone_weights_are_copied_by_name():
     hed = HED(weights="bsds500")
     hed_kernel = [layer for layer in hed.block3.layers if layer.name == "block3_conv3"][0].get_weights()[0]
     np.testing.assert_array_equal(ext.model.get_layer("block3_conv3").get_weights()[0], hed_kernel)
-    with pytest.raises(UserError, match="VGG16 backbone"):
+    messages = []
+    assert models.resolve_weights("vgg19", "hed", messages.append) == ("vgg16", "hed", None)
+    assert messages == ["weights 'hed' are a VGG16 backbone; using vgg16 instead of vgg19"]
+    with pytest.warns(UserWarning, match="VGG16 backbone"):  # without notify: a warning, not silence
         models.resolve_weights("vgg19", "hed")
 
 

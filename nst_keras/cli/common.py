@@ -55,6 +55,24 @@ def add_common_flags(parser, output_help="output PNG (default: %(default)s)"):
     parser.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's and Keras's own log lines")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--record-paths", action="store_true",
+                        help="record the inputs' full paths in the outputs' metadata (default: file name and SHA-256 "
+                             "only, so a shared result does not reveal your directories)")
+
+
+def describe_input(path, full_path=False):
+    """How an input is recorded in a result's metadata: its file name and SHA-256 (enough to
+    identify the exact file), and its path as typed only when asked."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    out = {"name": os.path.basename(path), "sha256": digest.hexdigest()}
+    if full_path:
+        out["path"] = os.path.abspath(path)
+    return out
 
 
 def config_flags(config_class, exclude=()):

@@ -9,8 +9,8 @@ import os
 import sys
 
 from ..errors import UserError
-from .common import (Parser, add_common_flags, check_output_path, config_flags, config_from_args, progress_bar,
-                     quiet_start, run_main, say, sidecar_path)
+from .common import (Parser, add_common_flags, check_output_path, config_flags, config_from_args, describe_input,
+                     progress_bar, quiet_start, run_main, say, sidecar_path)
 
 PROG = "nst-decoupled"
 
@@ -101,6 +101,11 @@ def flag_fields():
     return config_flags(_config_class())
 
 
+def _inputs(args):
+    return {"content": describe_input(args.content, args.record_paths),
+            "style": describe_input(args.style, args.record_paths)}
+
+
 def _outputs(args):
     out = {"image": args.output}
     if args.save_normalized:
@@ -129,8 +134,9 @@ def _run(argv):
         raise UserError("two outputs share a path; accepted: distinct output paths")
     from ..image import load_image
 
-    content = load_image(args.content, "content image")
-    style = load_image(args.style, "style image")
+    notify = lambda message: say(message, args.quiet)  # noqa: E731
+    content = load_image(args.content, "content image", notify, long_side=config.size)
+    style = load_image(args.style, "style image", notify, long_side=config.size)
     return _transfer_and_save(args, config, content, style, outputs)
 
 
@@ -164,7 +170,7 @@ def _transfer_and_save(args, config, content, style, outputs):
     for bar in bars:
         bar.update(1)
         bar.close()
-    metadata = dict(result.metadata, inputs={"content": args.content, "style": args.style})
+    metadata = dict(result.metadata, inputs=_inputs(args))
     save_png(outputs["image"], result.image, metadata)
     if args.save_normalized:
         save_png(outputs["style_normalized"], result.normalized_style, {"normalized": "style"})
@@ -201,7 +207,7 @@ def _save_interrupted(args, config, finished, outputs):
         return
     layer, image = finished["impose"]
     save_png(outputs["image"], image, {"interrupted": f"imposed down to {layer}", "config": config.to_dict(),
-                                       "inputs": {"content": args.content, "style": args.style}})
+                                       "inputs": _inputs(args)})
     print(f"{PROG}: interrupted; saved the image imposed down to {layer} to {args.output}", file=sys.stderr)
 
 

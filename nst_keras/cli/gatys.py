@@ -6,8 +6,8 @@ import sys
 
 from ..errors import UserError
 from ..gatys.config import GatysConfig, INITS, OPTIMIZERS, STYLE_FITS
-from .common import (Parser, add_common_flags, check_output_path, config_flags, config_from_args, progress_bar,
-                     quiet_start, run_main, say, sidecar_path)
+from .common import (Parser, add_common_flags, check_output_path, config_flags, config_from_args, describe_input,
+                     progress_bar, quiet_start, run_main, say, sidecar_path)
 
 PROG = "nst-gatys"
 DEFAULTS = GatysConfig()
@@ -131,18 +131,30 @@ def _run(argv):
     from ..models import validate_layers
 
     validate_layers(config.model, list(config.content_layers) + list(config.style_layers))
-    content = load_image(args.content, "content image")
-    styles = [load_image(path, "style image") for path in args.style]
+    notify = lambda message: say(message, args.quiet)  # noqa: E731
+    content = load_image(args.content, "content image", notify, long_side=config.size)
+    styles = [load_image(path, "style image", notify, long_side=_style_long_side(config)) for path in args.style]
     if config.init not in INITS:
-        load_image(config.init, "init image")  # fail now, not after building the model
+        load_image(config.init, "init image", long_side=config.size)  # fail now, not after building the model
     if config.color_source:
-        load_image(config.color_source, "color source image")
+        load_image(config.color_source, "color source image", long_side=config.size)
     if args.dry_run:
-        from ..gatys.plan import format_plan, plan_run
+        from ..gatys.plan import check_plan_fits, format_plan, plan_run
 
-        print("\n".join(format_plan(plan_run(content.shape, config))))
+        plan = plan_run(content.shape, config)
+        print("\n".join(format_plan(plan)))
+        check_plan_fits(plan, config)  # refused as the real run would be: exit 2
         return 0
     return _stylize_and_save(args, config, content, styles)
+
+
+def _style_long_side(config):
+    """The largest long side a style image is resized to in this run (for a reduced decode)."""
+    factor = max(config.style_scales or (1.0,))
+    if config.style_size:
+        return max(1, round(config.style_size * factor))
+    scale = config.style_scale if config.style_fit == "scale" else 1.0
+    return max(1, round(config.size * scale * factor))
 
 
 def _stylize_and_save(args, config, content, styles):
@@ -154,6 +166,8 @@ def _stylize_and_save(args, config, content, styles):
     checkpoints = []
     base = os.path.splitext(args.output)[0]
 
+    history = []
+
     def callback(progress):
         if not bars:
             bars.append(progress_bar(progress.total_iterations, args.quiet, PROG))
@@ -162,27 +176,26 @@ def _stylize_and_save(args, config, content, styles):
         bar.set_postfix_str(f"scale {progress.scale + 1}/{progress.num_scales} {progress.shape[1]}x{progress.shape[0]} "
                             + " ".join(f"{k}={v:.3g}" for k, v in progress.terms.items()))
         latest["progress"] = progress
+        history.append(progress.record)
         if args.checkpoint_every and progress.iteration % args.checkpoint_every == 0:
             path = f"{base}_{progress.iteration:04d}.png"
-            save_png(path, progress.image, {"iteration": progress.iteration})
-            checkpoints.append((progress.image, f"iter {progress.iteration}"))
+            image = progress.image
+            save_png(path, image, {"iteration": progress.iteration, "scale": f"{image.shape[1]}x{image.shape[0]}"})
+            checkpoints.append((image, f"iter {progress.iteration}"))
         return False
 
+    inputs = {"content": describe_input(args.content, args.record_paths),
+              "style": [describe_input(path, args.record_paths) for path in args.style]}
     try:
         result = stylize(content, styles, config, callback=callback, notify=lambda m: say(m, args.quiet))
     except KeyboardInterrupt:
         for bar in bars:
             bar.close()
-        if "progress" in latest:
-            p = latest["progress"]
-            save_png(args.output, p.image, {"interrupted_at_iteration": p.iteration, "config": config.to_dict()})
-            print(f"{PROG}: interrupted; saved iteration {p.iteration} to {args.output}", file=sys.stderr)
-        else:
-            print(f"{PROG}: interrupted before the first iteration; nothing saved", file=sys.stderr)
+        _save_interrupted(args, config, content, latest.get("progress"), history, inputs)
         return 130
     for bar in bars:
         bar.close()
-    metadata = dict(result.metadata, inputs={"content": args.content, "style": list(args.style)})
+    metadata = dict(result.metadata, inputs=inputs)
     save_png(args.output, result.image, metadata)
     save_json(sidecar_path(args.output, ".json"), dict(metadata, history=result.history))
     if args.loss_log:
@@ -209,6 +222,28 @@ def _stylize_and_save(args, config, content, styles):
         f"loss {last['loss']:.4g}, {result.metadata['seconds']:.0f} s)" if last else f"saved {args.output}",
         args.quiet)
     return 0
+
+
+def _save_interrupted(args, config, content, progress, history, inputs):
+    """Ctrl-C: the image as it stands, at the requested size (a coarse pass's image is upscaled,
+    and says so), with a JSON sidecar whose stop_reason is 'interrupted'."""
+    from ..image import resize_to, save_json, save_png, size_for_long_side
+
+    if progress is None:
+        print(f"{PROG}: interrupted before the first iteration; nothing saved", file=sys.stderr)
+        return
+    image = progress.image
+    shape = size_for_long_side(content.shape, config.size)
+    record = {"stop_reason": "interrupted", "interrupted_at_iteration": progress.iteration,
+              "config": config.to_dict(), "inputs": inputs}
+    note = ""
+    if image.shape[:2] != tuple(shape):
+        record["upscaled_from"] = f"{image.shape[1]}x{image.shape[0]}"
+        note = f" (from the {image.shape[1]}x{image.shape[0]} coarse pass, upscaled to {shape[1]}x{shape[0]})"
+        image = resize_to(image, shape)
+    save_png(args.output, image, record)
+    save_json(sidecar_path(args.output, ".json"), dict(record, history=history))
+    print(f"{PROG}: interrupted; saved iteration {progress.iteration}{note} to {args.output}", file=sys.stderr)
 
 
 def main(argv=None):

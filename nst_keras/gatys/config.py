@@ -98,6 +98,9 @@ class GatysConfig:
         """Raise UserError naming the first bad value and what is accepted."""
         for name in ("content_weight", "style_weight", "tv_weight", "style_scale"):
             _check_weight(name, getattr(self, name))
+        if self.content_weight == self.style_weight == self.tv_weight == 0:
+            raise UserError("content_weight, style_weight and tv_weight are all 0: there is nothing to optimise; "
+                            "accepted: at least one positive weight")
         if self.style_scales is not None:
             for v in self.style_scales:
                 _check_weight("style_scales", v)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import __version__, color
 from ..errors import UserError
-from ..image import center_crop, fit_long_side, load_image, resize_to, size_for_long_side
+from ..image import center_crop, check_image, fit_long_side, load_image, resize_to, size_for_long_side
 from ..models import build_extractor, map_layers, min_image_side
 from ..progress import GatysTracker
 from . import regions, tiles
@@ -41,6 +41,10 @@ class _Run:
     finish_colors: object   # image -> image with the content's colours back where asked
     extractor: object
     min_side: int
+
+    def finish(self, x):
+        """A working image as the result: clipped to [0, 1], the content's colours back where asked."""
+        return self.finish_colors(np.clip(x, 0.0, 1.0)).astype(np.float32)
 
 
 def fit_style(style, content_shape, config, index=0):
@@ -89,15 +93,15 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     final_shape = size_for_long_side(run.content.shape, config.size)
     _check_shape(final_shape, config.size, run, "output size")
     sizes, iterations = _scales(run.content.shape, config, run.min_side)
-    tracker = GatysTracker(callback, sum(iterations), len(sizes), TERMS)
+    tracker = GatysTracker(callback, sum(iterations), len(sizes), TERMS, run.finish)
     x, stop = _coarse_to_fine(run, config, sizes, iterations, tracker)
     metadata = _metadata(run, tracker, stop, sizes)
-    image = run.finish_colors(np.clip(x, 0.0, 1.0)).astype(np.float32)
-    return StylizeResult(image, tracker.history, stop or "completed", metadata)
+    return StylizeResult(run.finish(x), tracker.history, stop or "completed", metadata)
 
 
 def _set_up(content, style, config, extractor, notify):
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    content = check_image(content, "content image")
+    styles = [check_image(s, "style image") for s in (list(style) if isinstance(style, (list, tuple)) else [style])]
     if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
         raise UserError(f"{len(config.style_blend_weights)} style blend weights for {len(styles)} style "
                         "images; accepted: one weight per style image")
@@ -118,7 +122,16 @@ def _set_up(content, style, config, extractor, notify):
         config = config.replace(model=extractor.model_name, weights=extractor.weights_source,
                                 content_layers=tuple(map_layers(config.content_layers, extractor.model_name)),
                                 style_layers=tuple(map_layers(config.style_layers, extractor.model_name)))
-    return _Run(config, content, styles, masks, finish_colors, extractor, min_image_side(extractor.layers))
+    missing = [n for n in (*config.content_layers, *config.style_layers) if n not in extractor.layers]
+    if missing:
+        raise UserError(f"the extractor has no layer {', '.join(missing)}; accepted: an extractor built with "
+                        f"every configured layer. Received: extractor layers {list(extractor.layers)}")
+    min_side = min_image_side(extractor.layers)
+    for image, role in [(content, "content image")] + [(s, "style image") for s in styles]:
+        if min(image.shape[:2]) < min_side:  # it would only be upscaled into a blur
+            raise UserError(f"{role} is {image.shape[1]}x{image.shape[0]} px; accepted: at least {min_side} px on "
+                            f"the short side for layer {extractor.deepest}")
+    return _Run(config, content, styles, masks, finish_colors, extractor, min_side)
 
 
 def _check_shape(shape, size, run, what):
@@ -172,12 +185,25 @@ def _coarse_to_fine(run, config, sizes, iterations, tracker):
             return tracker.step(terms, evaluator, index, shape, image_fn)
 
         x_new, stop = optimize(evaluator, x, n_iter, on_iteration, config.optimizer, config.learning_rate)
+        if stop == "non-finite loss" and tracker.iteration == 0 and tracker.evaluations == 0:
+            _refuse_overflow(evaluator, x, config)
         tracker.end_pass(evaluator)
         if x_new is not None:
             x = x_new
         if stop:
             break
     return x, stop
+
+
+def _refuse_overflow(evaluator, x, config):
+    """The loss was not finite at the start: a UserError naming the weight that overflows it."""
+    terms = evaluator.terms_at(x)
+    names = [f"{t}_weight" for t in TERMS]
+    bad = [i for i, t in enumerate(terms) if not np.isfinite(t)]
+    i = bad[0] if bad else int(np.argmax(terms))
+    value = getattr(config, names[i])
+    raise UserError(f"{names[i]} {value:g} makes the {TERMS[i]} loss overflow at the start ({terms[i]:g}, the "
+                    f"float32 range ends at 3.4e38); accepted: a smaller --{names[i].replace('_', '-')}")
 
 
 def _stylize_tiled(run, callback):
@@ -197,7 +223,8 @@ def _stylize_tiled(run, callback):
         base = base.replace(style_size=max(1, round(config.style_size * config.tile_size / config.size)))
     _check_shape(size_for_long_side(run.content.shape, base.size), base.size, run, "output size")
     sizes, iterations = _scales(run.content.shape, base, run.min_side)
-    tracker = GatysTracker(callback, sum(iterations) + len(layout) * config.tile_iterations, len(sizes) + 1, TERMS)
+    tracker = GatysTracker(callback, sum(iterations) + len(layout) * config.tile_iterations, len(sizes) + 1, TERMS,
+                           run.finish)
     x, base_stop = _coarse_to_fine(run, base, sizes, iterations, tracker)
     canvas, stop = resize_to(np.clip(x, 0.0, 1.0), full_shape), base_stop
     if not base_stop:
@@ -206,8 +233,7 @@ def _stylize_tiled(run, callback):
         canvas, stop, _ = tiles.refine_tiles(canvas, content, styles, plain, run.extractor, tracker, len(sizes))
     metadata = dict(_metadata(run, tracker, stop, sizes), base_size=config.tile_size,
                     tiles=[] if base_stop else [dataclasses.asdict(t) for t in layout])
-    image = run.finish_colors(np.clip(canvas, 0.0, 1.0)).astype(np.float32)
-    return StylizeResult(image, tracker.history, stop or "completed", metadata)
+    return StylizeResult(run.finish(canvas), tracker.history, stop or "completed", metadata)
 
 
 def _metadata(run, tracker, stop, sizes):

@@ -80,6 +80,17 @@ def plan_run(content_shape, config):
             "peak_bytes": max(s["peak_bytes"] for s in stages)}
 
 
+def check_plan_fits(plan, config, available=None):
+    """Raise the UserError the real run would raise if its largest pass does not fit in memory."""
+    from .memory import check_fits
+
+    tiled = plan["tiles"] and True
+    stage = plan["stages"][-1]
+    size = config.tile_size if tiled else config.size
+    layers = [n for n in (*config.content_layers, *config.style_layers) if n in layer_names(config.model)]
+    check_fits(stage["shape"], size, config.model, layers, available=available)
+
+
 def _short(values, limit=8):
     return ",".join(map(str, values)) if len(values) <= limit else \
         ",".join(map(str, values[:limit // 2])) + ",...," + ",".join(map(str, values[-2:]))
@@ -104,4 +115,4 @@ def format_plan(plan):
     return lines
 
 
-__all__ = ["plan_run", "plan_scales", "format_plan", "predict_seconds_per_evaluation", "forward_flops_per_pixel"]
+__all__ = ["plan_run", "plan_scales", "check_plan_fits", "format_plan", "predict_seconds_per_evaluation", "forward_flops_per_pixel"]
