@@ -16,6 +16,7 @@ import numpy as np
 from .errors import UserError
 
 MODELS = ("vgg16", "vgg19")
+POOLINGS = ("max", "avg")
 WEIGHT_SOURCES = ("auto", "imagenet", "hed", "random")
 _BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)  # output channels of every conv layer of a VGG block
@@ -201,6 +202,22 @@ def _build_base(model, seed):
     return cls(weights=None, include_top=False, input_shape=(None, None, 3))
 
 
+def _average_pooled(base):
+    """A copy of a VGG (same names, same weights) with every 2x2 max pool replaced by a 2x2 average
+    pool: Gatys et al. (2016) report slightly smoother results with average pooling."""
+    import keras
+
+    x = inputs = keras.Input(base.input.shape[1:])
+    for layer in base.layers[1:]:  # VGG is a plain chain
+        if isinstance(layer, keras.layers.MaxPooling2D):
+            x = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, layer.padding, name=layer.name)(x)
+        else:
+            copy = layer.__class__.from_config(layer.get_config())
+            x = copy(x)
+            copy.set_weights(layer.get_weights())
+    return keras.Model(inputs, x, name=f"{base.name}_avg")
+
+
 def _load_h5(base, model, path):
     try:
         base.load_weights(path)
@@ -261,7 +278,8 @@ def _short(exc):
 
 @dataclasses.dataclass(frozen=True)
 class NetworkOp:
-    """One step of a VGG: a 3x3 'same' convolution + ReLU ('conv') or a 2x2 max pool ('pool')."""
+    """One step of a VGG: a 3x3 'same' convolution + ReLU ('conv'), a 2x2 max pool ('pool') or,
+    in an extractor built with pooling='avg', a 2x2 average pool ('avgpool')."""
 
     name: str
     kind: str
@@ -275,9 +293,13 @@ class FeatureExtractor:
     Call it with float32 [B, H, W, 3] RGB images in [0, 1]; preprocessing happens inside.
     """
 
-    def __init__(self, model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None):
+    def __init__(self, model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None,
+                 pooling="max"):
         import keras
 
+        from .errors import check_choice
+
+        check_choice("pooling", pooling, POOLINGS)
         layers = list(dict.fromkeys(layers))
         validate_layers(model, layers)
         requested = model
@@ -290,7 +312,10 @@ class FeatureExtractor:
         elif source == "hed":
             for name, (kernel, bias) in hed_backbone_weights().items():
                 base.get_layer(name).set_weights([kernel, bias])
+        if pooling == "avg":
+            base = _average_pooled(base)
         self.model_name, self.weights_source, self.weights_path, self.seed = model, source, path, seed
+        self.pooling = pooling
         self.layers = layers
         self.model = keras.Model(base.input, [base.get_layer(n).output for n in layers],
                                  name=f"{model}_to_{self.deepest}")
@@ -332,12 +357,15 @@ class FeatureExtractor:
                 ops.append(NetworkOp(layer.name, "conv", kernel, bias))
             elif isinstance(layer, keras.layers.MaxPooling2D):
                 ops.append(NetworkOp(layer.name, "pool"))
+            elif isinstance(layer, keras.layers.AveragePooling2D):
+                ops.append(NetworkOp(layer.name, "avgpool"))
         return ops
 
     def describe(self):
         """What a report needs to reproduce the features."""
         return {"model": self.model_name, "weights": self.weights_source, "weights_path": self.weights_path,
-                "seed": self.seed if self.weights_source == "random" else None, "layers": list(self.layers)}
+                "seed": self.seed if self.weights_source == "random" else None, "layers": list(self.layers),
+                "pooling": self.pooling}
 
 
 def map_layers(names, model):
@@ -347,6 +375,6 @@ def map_layers(names, model):
     return [n if n in known else f"block{n[5]}_conv{_BLOCK_CONVS[model][int(n[5]) - 1]}" for n in names]
 
 
-def build_extractor(model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None):
+def build_extractor(model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None, pooling="max"):
     """A FeatureExtractor; see its docstring."""
-    return FeatureExtractor(model=model, weights=weights, layers=layers, seed=seed, notify=notify)
+    return FeatureExtractor(model=model, weights=weights, layers=layers, seed=seed, notify=notify, pooling=pooling)

@@ -204,3 +204,21 @@ def test_vgg19_only_layers_map_to_vgg16():
     assert models.map_layers(["block3_conv4", "block5_conv4", "block1_conv1"], "vgg16") == \
         ["block3_conv3", "block5_conv3", "block1_conv1"]
     assert models.map_layers(["block3_conv4"], "vgg19") == ["block3_conv4"]
+
+
+def test_average_pooling_replaces_every_max_pool_and_keeps_the_weights():
+    import tensorflow as tf
+
+    plain = models.build_extractor("vgg16", "random", ["block1_conv1", "block2_conv1"], seed=1)
+    avg = models.build_extractor("vgg16", "random", ["block1_conv1", "block2_conv1"], seed=1, pooling="avg")
+    assert avg.describe()["pooling"] == "avg" and plain.describe()["pooling"] == "max"
+    assert [op.kind for op in avg.conv_stack()] == ["conv", "conv", "avgpool", "conv"]
+    x = tf.random.uniform((1, 16, 16, 3), seed=2)
+    fa, fb = plain(x), avg(x)
+    np.testing.assert_array_equal(fa["block1_conv1"].numpy(), fb["block1_conv1"].numpy())
+    conv12, conv21 = plain.model.get_layer("block1_conv2"), plain.model.get_layer("block2_conv1")
+    expected = conv21(tf.nn.avg_pool2d(conv12(fa["block1_conv1"]), 2, 2, "VALID"))
+    np.testing.assert_allclose(fb["block2_conv1"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fa["block2_conv1"].numpy(), fb["block2_conv1"].numpy())
+    with pytest.raises(UserError, match="unknown pooling 'mean'.*accepted: max, avg"):
+        models.build_extractor("vgg16", "random", ["block1_conv1"], pooling="mean")

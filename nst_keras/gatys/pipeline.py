@@ -117,7 +117,10 @@ def _set_up(content, style, config, extractor, notify):
     if extractor is None:
         extractor = build_extractor(config.model, config.weights,
                                     list(config.content_layers) + list(config.style_layers),
-                                    seed=config.seed, notify=notify)
+                                    seed=config.seed, notify=notify, pooling=config.pooling)
+    if getattr(extractor, "pooling", "max") != config.pooling:
+        raise UserError(f"the extractor pools with '{extractor.pooling}' but pooling is '{config.pooling}'; "
+                        "accepted: an extractor built with the configured pooling")
     if extractor.model_name != config.model:  # the weights fallback changed the network
         config = config.replace(model=extractor.model_name, weights=extractor.weights_source,
                                 content_layers=tuple(map_layers(config.content_layers, extractor.model_name)),
@@ -196,10 +199,13 @@ def _coarse_to_fine(run, config, sizes, iterations, tracker):
 
 
 def _refuse_overflow(evaluator, x, config):
-    """The loss was not finite at the start: a UserError naming the weight that overflows it."""
+    """The first evaluation was not finite: if a weight overflows the loss itself, a UserError
+    naming it (otherwise the run ends as any non-finite run, keeping the initial image)."""
     terms = evaluator.terms_at(x)
     names = [f"{t}_weight" for t in TERMS]
     bad = [i for i, t in enumerate(terms) if not np.isfinite(t)]
+    if not bad and np.isfinite(np.sum(terms, dtype=np.float32)):
+        return
     i = bad[0] if bad else int(np.argmax(terms))
     value = getattr(config, names[i])
     raise UserError(f"{names[i]} {value:g} makes the {TERMS[i]} loss overflow at the start ({terms[i]:g}, the "
