@@ -94,15 +94,19 @@ def run_size(size, content_path, style_path, config, log, partial=None, on_stage
             if on_stage is not None:
                 on_stage()
 
-    norm_style, style_features, r1, h1 = dc.normalize(net, style, reference, config, "style", 0, 3 * n, cb)
-    norm_content, content_features, r2, h2 = dc.normalize(net, content, reference, config, "content", n, 3 * n, cb)
-    result, r3, h3 = dc.impose(net, norm_content, style_features, reference, config, "impose", 2 * n, 3 * n, cb)
+    context = dc.StageContext(num_stages=3 * n, callback=cb)
+    norm_style, style_features, r1, h1 = dc.normalize(net, style, reference, config, context.replace(kind="style"))
+    norm_content, content_features, r2, h2 = dc.normalize(net, content, reference, config,
+                                                          context.replace(kind="content", stage_index=n))
+    result, r3, h3 = dc.impose(net, norm_content, style_features, reference, config,
+                               context.replace(kind="impose", stage_index=2 * n))
     pipeline_wall = time.perf_counter() - t1 + build
     pipeline_cpu = time.process_time() - c0
     t2 = time.perf_counter()
     back, r4, rmse, rmse_clipped = None, [], None, None
     if round_trip:
-        back, r4, _ = dc.impose(net, norm_content, content_features, reference, config, "round trip", 0, n, cb)
+        back, r4, _ = dc.impose(net, norm_content, content_features, reference, config,
+                              dc.StageContext("round trip", 0, n, cb))
         rmse = float(np.linalg.norm(back - content) / np.linalg.norm(content))
         rmse_clipped = float(np.linalg.norm(np.clip(back, 0, 1) - content) / np.linalg.norm(content))
     rt_wall = time.perf_counter() - t2

@@ -3,6 +3,7 @@
 Images enter an extractor as float32 [B, H, W, 3] RGB in [0, 1]; only this module knows about
 BGR order, the 0-255 range and the ImageNet mean pixel.
 """
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -194,12 +195,39 @@ def hed_backbone_weights():
     return found
 
 
-def _build_base(model, seed):
+def _build_base(model, seed, randomize=True):
+    """Keras's VGG without its top. With randomize, its convolutions are initialised by Keras's own
+    initialisers exactly as after keras.utils.set_random_seed(seed), but the global state that
+    call changes (Python's random state, Keras's global seed and seed generator) is put back
+    afterwards: NumPy's and TensorFlow's global seeds are never touched."""
     import keras
 
     cls = keras.applications.VGG16 if model == "vgg16" else keras.applications.VGG19
-    keras.utils.set_random_seed(seed)
-    return cls(weights=None, include_top=False, input_shape=(None, None, 3))
+    with _keras_seeded(seed) if randomize else contextlib.nullcontext():
+        return cls(weights=None, include_top=False, input_shape=(None, None, 3))
+
+
+@contextlib.contextmanager
+def _keras_seeded(seed):
+    """Unseeded Keras initialisers draw from a global seed generator whose seed comes from Python's
+    random module once Keras's global seed is set; set both for the block, then restore them."""
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    keys = (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)
+    saved, python_state = [global_state.get_global_attribute(k) for k in keys], random.getstate()
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        for key, value in zip(keys, saved):
+            global_state.set_global_attribute(key, value)
 
 
 def _average_pooled(base):
@@ -306,7 +334,7 @@ class FeatureExtractor:
         model, source, path = resolve_weights(model, weights, notify)
         if model != requested:
             layers = list(dict.fromkeys(map_layers(layers, model)))
-        base = _build_base(model, seed)
+        base = _build_base(model, seed, randomize=source == "random")
         if source in ("imagenet", "file"):
             _load_h5(base, model, path)
         elif source == "hed":

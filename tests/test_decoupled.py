@@ -7,7 +7,11 @@ import pytest
 from PIL import Image
 
 from nst_keras import decoupled as dc
-from nst_keras.cli_decoupled import main
+from nst_keras.cli.decoupled import main
+from nst_keras.decoupled.projection import Broyden, ConstraintSolver
+from nst_keras.decoupled.stage import constrained_rows
+from nst_keras.errors import UserError
+from nst_keras.progress import DecoupledProgress
 
 SIZE = 32
 TWO = dc.LAYERS[:2]
@@ -156,7 +160,7 @@ def test_smoothed_jacobian_keeps_exact_values_and_tends_to_the_exact_rows(net):
     rel = {}
     for smoothing in (0.2, 1e-6):
         smooth = dc.FeatureMeans(extractor, (SIZE, SIZE), TWO, smoothing=smoothing, straight_through=True)
-        values = smooth._smooth_forward(tf.constant(x[None]), TWO[1]).numpy()
+        values = smooth.op_by_op.softened(tf.constant(x[None]), TWO[1]).numpy()
         truth = layer(preprocess(tf.constant(x[None]))).numpy()
         assert np.abs(values - truth).max() <= 1e-4 * np.abs(truth).max()
         rows = smooth.jacobian(x, 1, np.arange(16))
@@ -168,7 +172,7 @@ def test_top_preactivation_is_the_largest_pre_relu_value_and_its_gradient(net):
     import tensorflow as tf
 
     x = _image(7)
-    z = net._smooth_forward(tf.constant(x[None]), TWO[1], pre_activation=True).numpy()
+    z = net.op_by_op.pre_activation(tf.constant(x[None]), TWO[1]).numpy()
     means = net.means(x, 1)[net.offsets[1]:]
     assert np.allclose(np.maximum(z, 0).mean(axis=(0, 1, 2)), means, rtol=1e-4, atol=1e-6 * means.max())
     channels = np.array([0, 3, 9])
@@ -227,9 +231,8 @@ def test_channels_zero_everywhere_with_large_targets_wake_up_on_the_way(net, ref
 
 
 def test_broyden_update_meets_the_secant_condition():
-    solver = dc.MinNormSolver(np.random.default_rng(0).standard_normal((3, 7)))
-    solver.rows = np.arange(3)
-    secant = dc._Broyden(solver)
+    solver = ConstraintSolver(np.random.default_rng(0).standard_normal((3, 7)), np.arange(3))
+    secant = Broyden(solver)
     dy, d_residual = np.array([0.3, -0.1, 0.2]), np.array([-0.5, 0.2, 0.1])
     secant.update(dy, d_residual)
     assert np.allclose(secant.inverse @ -d_residual, dy)
@@ -238,9 +241,8 @@ def test_broyden_update_meets_the_secant_condition():
 def test_broyden_remodel_keeps_the_basis_and_fits_the_new_rows():
     rng = np.random.default_rng(1)
     rows = rng.standard_normal((3, 7)) * np.array([[2.0], [0.5], [1.0]])
-    solver = dc.MinNormSolver(rows)
-    solver.rows = np.arange(3)
-    secant = dc._Broyden(solver)
+    solver = ConstraintSolver(rows, np.arange(3))
+    secant = Broyden(solver)
     secant.remodel(rows)  # the rows it was built from: the chord's own model
     assert np.allclose(secant.inverse, solver.inverse_gram())
     moved = rows + 0.3 * rng.standard_normal((3, 7))
@@ -258,13 +260,13 @@ def test_reversible_scheme_leaves_out_channels_dead_at_a_path_end(net):
     target[7] = 0.0  # dead at its target
     dead = {name: np.array([], dtype=int) for name in TWO}
     start[3] = 0.0  # an earlier layer's channel left dead at its own stage
-    plain = dc._constrained_rows(net, 1, start, target, dead, 1e-4)
-    ends = dc._constrained_rows(net, 1, start, target, dead, 1e-4, path_ends=True)
+    plain = constrained_rows(net, 1, start, target, dead, 1e-4)
+    ends = constrained_rows(net, 1, start, target, dead, 1e-4, path_ends=True)
     assert set(plain) - set(ends) == {3, net.offsets[1] + 5, net.offsets[1] + 7}
     # the way back (start and target of layer 2 swapped) leaves out the same channels
     back_start = start.copy()
     back_start[net.offsets[1]:] = target
-    back = dc._constrained_rows(net, 1, back_start, start[net.offsets[1]:], dead, 1e-4, path_ends=True)
+    back = constrained_rows(net, 1, back_start, start[net.offsets[1]:], dead, 1e-4, path_ends=True)
     assert np.array_equal(back, ends)
 
 
@@ -289,10 +291,50 @@ def test_penalty_baseline_runs_and_reports(net, reference):
     assert reports[1]["max_abs_cos"] is not None
 
 
+def _stop_at(stage_index, finished):
+    """A callback that checks what it is handed and asks to stop at the first call of stage
+    `stage_index`; it keeps the image of every finished stage in `finished`."""
+    def callback(p):
+        assert isinstance(p, DecoupledProgress)
+        finished["seen"] = finished.get("seen", []) + [p.stage_index]
+        if p.report is not None:
+            finished[p.stage_index] = p.image
+        return p.stage_index == stage_index
+    return callback
+
+
+def test_callback_returning_true_stops_the_transfer_at_the_end_of_the_stage_in_progress():
+    seen = {}
+    result = dc.decoupled_transfer(_image(4), _image(5), CONFIG, callback=_stop_at(1, seen))
+    assert max(seen["seen"]) == 1 and sorted(set(seen["seen"])) == [0, 1]
+    assert [(s["stage"], s["layer"]) for s in result.stages] == [("style", TWO[0]), ("style", TWO[1])]
+    assert {h["stage_index"] for h in result.history} == {0, 1}
+    assert result.stop_reason == result.metadata["stop_reason"] == "callback"
+    assert result.image is None and result.normalized_content is None  # the imposition had not started
+    assert np.array_equal(result.normalized_style, np.clip(seen[1], 0, 1).astype(np.float32))
+
+
+def test_a_stop_during_the_imposition_keeps_the_image_imposed_so_far():
+    seen = {}
+    result = dc.decoupled_transfer(_image(4), _image(5), CONFIG, callback=_stop_at(4, seen))
+    # stages: style x2, content x2, impose block2 (index 4), impose block1
+    assert max(seen["seen"]) == 4
+    assert [s["stage"] for s in result.stages] == ["style"] * 2 + ["content"] * 2 + ["impose"]
+    assert result.stop_reason == "callback" and result.normalized_content is not None
+    assert np.array_equal(result.image, np.clip(seen[4], 0, 1).astype(np.float32))
+
+
+def test_a_stop_ends_a_round_trip_after_the_stage_in_progress(net, reference):
+    seen = {}
+    back, normalised, rmse, reports = dc.round_trip(net, _image(2), reference, CONFIG, callback=_stop_at(0, seen))
+    assert back is None and rmse is None and [r["layer"] for r in reports] == [TWO[0]]
+    assert set(seen["seen"]) == {0} and np.array_equal(normalised, seen[0])
+
+
 def test_config_rejects_bad_values():
-    with pytest.raises(dc.UserError, match="did you mean 'penalty'"):
+    with pytest.raises(UserError, match="did you mean 'penalty'"):
         dc.DecoupledConfig(method="penalti").validate()
-    with pytest.raises(dc.UserError, match="segments"):
+    with pytest.raises(UserError, match="segments"):
         dc.DecoupledConfig(segments=(1, 2)).validate()
 
 
@@ -319,7 +361,7 @@ def _error_line(capsys):
 
 @pytest.mark.parametrize("extra, expect", [
     (["--size", "0"], "size 0"),
-    (["--size", "abc"], "invalid int"),
+    (["--size", "abc"], "not a whole number"),
     (["--method", "gradient"], "unknown method"),
     (["--weights", "nowhere.h5"], "weights 'nowhere.h5'"),
     (["--segments", "1,1"], "segments"),
@@ -355,12 +397,13 @@ def test_cli_writes_outputs(files, capsys):
     data = json.load(open(report))
     assert [s["stage"] for s in data["stages"]] == ["style"] * 2 + ["content"] * 2 + ["impose"] * 2
     assert data["metadata"]["config"]["segments"] == list(dc.SEGMENTS["projected"][:2])  # as used
+    assert data["metadata"]["stop_reason"] == "completed"
     assert Image.open(files["out"]).size == (32, 32)
 
 
 def _interrupt_at_stage(monkeypatch, stage):
     """The progress bar raises KeyboardInterrupt when stage number `stage` (from 0) begins."""
-    from nst_keras import cli_decoupled
+    from nst_keras.cli import decoupled as cli_decoupled
 
     class Bar:
         def __init__(self, *args, **kwargs):

@@ -137,7 +137,6 @@ def test_dry_run_that_would_not_fit_is_refused(tmp_path, images, capsys, monkeyp
     monkeypatch.setattr(memory, "available_bytes", lambda: 2 ** 20)  # 1 MiB free
     monkeypatch.setattr(memory, "resident_bytes", lambda: 0)  # as in a fresh process
     code, err = run(capsys, images["content"], images["style"], "-o", tmp_path / "o.png", *FAST, "--dry-run")
-    out = capsys.readouterr().out
     _one_line_error(code, err, "needs about", "accepted:")
 
 
@@ -176,3 +175,17 @@ def test_api_checks_its_images_keras_style(tiny_extractor):
     assert stylize(pil, pil, config, extractor=tiny_extractor).image.shape == (18, 24, 3)  # PIL is accepted
     with pytest.raises(UserError, match=r"no layer block5_conv1.*Received: extractor layers"):
         stylize(img, img, config.replace(style_layers=("block5_conv1",)), extractor=tiny_extractor)
+
+
+def test_decoupled_size_refusal_names_a_size_that_works_for_the_aspect():
+    from nst_keras.decoupled import DecoupledConfig, prepare
+    from nst_keras.errors import UserError
+    from conftest import make_image
+
+    config = DecoupledConfig(size=32, weights="random")  # block5 needs 32 px on the short side
+    with pytest.raises(UserError, match=r"content is 32x24 at size 32.*accepted: --size 42 or more"):
+        prepare(make_image(300, 400), make_image(300, 400, 1), config)
+    content, style = prepare(make_image(300, 400), make_image(300, 400, 1), config.replace(size=42))
+    assert content.shape == (32, 42, 3) and style.shape == (32, 42, 3)
+    with pytest.raises(UserError, match=r"Received: dtype=uint8"):
+        prepare((make_image(300, 400) * 255).astype(np.uint8), make_image(300, 400), config)

@@ -4,7 +4,7 @@ import numpy as np
 
 from nst_keras.gatys import plan, tiles
 from nst_keras.gatys.config import GatysConfig
-from test_cli import FAST, run
+from test_cli import FAST
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, images, capsys):

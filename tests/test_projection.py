@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nst_keras.projection import MinNormSolver, max_abs_cos, min_norm_solve
+from nst_keras.decoupled.projection import MinNormSolver, max_abs_cos, min_norm_solve
 
 
 def _rows(m, n, seed=0):

@@ -6,8 +6,6 @@ L-BFGS-B's workspace. The activation coefficient was fitted by `benchmarks/bench
 --parts memory` (peak RSS of one evaluation in a fresh process at 256 to 2048 px, VGG16 up to
 block5_conv1); other layer sets are scaled by their activation count per pixel.
 """
-import os
-
 from ..errors import UserError
 from ..image import size_for_long_side as shape_for_long_side  # re-exported for callers of this module
 from ..models import MODELS, layer_channels, layer_names, layer_stride

@@ -1,4 +1,5 @@
-"""Linear algebra of projected steps: min-norm solves with rank detection, projections, cosines.
+"""Linear algebra of projected steps: min-norm solves with rank detection, projections, cosines,
+and the secant model of a corrector's inverse.
 
 Everything here works on a stacked constraint matrix A [m, N] (one row per constrained feature,
 N image values) in float64 numpy, independently of TensorFlow, so that it can be tested on
@@ -98,10 +99,6 @@ class MinNormSolver:
         """The kept rows of A, in their original units [rank, N]."""
         return self._unit * self._scale[:, None]
 
-    def residual_rows(self, x):
-        """A_kept x, in the units of the original rows."""
-        return (self._unit @ np.asarray(x, dtype=np.float64)) * self._scale
-
     def max_abs_cos(self, v, indices=None):
         """Largest |cosine| between v and the live rows (optionally only rows with these indices)."""
         if indices is None:
@@ -109,6 +106,58 @@ class MinNormSolver:
         else:
             unit = self._all_unit[np.isin(self._alive, indices)]
         return max_abs_cos(v, unit, assume_unit=True)
+
+
+class ConstraintSolver(MinNormSolver):
+    """A MinNormSolver on a stage's Jacobian rows that knows which feature each row constrains.
+
+    Args:
+        rows: the Jacobian rows [m, N], none of them dead (so dead_tol is 0).
+        feature_rows: the stacked feature index of each row.
+        gradient_dead: feature indices whose rows were left out for vanishing gradients.
+        first_set_row: the first feature index of the layer being set; rows before it are the
+            earlier layers' (`earlier`: their indices in A).
+    """
+
+    def __init__(self, rows, feature_rows, gradient_dead=(), first_set_row=0):
+        super().__init__(rows, dead_tol=0.0)
+        self.rows = np.asarray(feature_rows, int)
+        self.gradient_dead = np.asarray(gradient_dead, int)
+        self.dependent_rows = self.rows[self.dependent]
+        self.earlier = np.flatnonzero(self.rows < first_set_row)
+
+
+class Broyden:
+    """Secant (good Broyden) updates of a corrector's inverse in the coefficients y of the row
+    space, x = x_start + U^T y (U: the solver's kept unit rows). It starts as the chord's
+    (U U^T)^-1 and learns how the features actually respond, so iterates never leave the row
+    space of the Jacobian they started with (what makes the reversible scheme reversible).
+
+    Args:
+        solver: a ConstraintSolver (its `rows` say which features the residuals are of).
+    """
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.inverse = solver.inverse_gram()
+
+    def residual(self, f, g):
+        return self.solver.scaled_residual((g - f)[self.solver.rows])
+
+    def direction(self, residual):
+        return self.inverse @ residual
+
+    def remodel(self, rows_here):
+        """Restart from the response measured by the Jacobian rows at the current point (the
+        kept feature rows, in the solver's order): the basis U stays, only the model changes."""
+        inverse_scale = self.solver.scaled_residual(np.ones(self.solver.num_rows))
+        self.inverse = np.linalg.pinv(self.solver.in_row_basis(rows_here) * inverse_scale[:, None], rcond=1e-10)
+
+    def update(self, dy, d_residual):
+        h_dr = self.inverse @ (-d_residual)
+        denom = float(dy @ h_dr)
+        if abs(denom) > 1e-12 * np.linalg.norm(dy) * np.linalg.norm(h_dr):
+            self.inverse += np.outer(dy - h_dr, dy @ self.inverse) / denom
 
 
 def max_abs_cos(v, rows, assume_unit=False):
