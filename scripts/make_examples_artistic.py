@@ -41,6 +41,9 @@ EXAMPLES = {  # in order of priority (the first ones are run first)
     "size_512": [ASTRONAUT, SHARDS, "--style-size", "512"],
     "cm_cov": [CAT, NIGHT, "--color-match", "cov"],
     "cm_source": [CAT, NIGHT, "--color-match", "histogram", "--color-source", WAVES],
+    # max against average pooling (Gatys et al. 2016)
+    "pool_max": [ASTRONAUT, NIGHT],
+    "pool_avg": [ASTRONAUT, NIGHT, "--pooling", "avg"],
 }
 
 
