@@ -15,13 +15,19 @@ _EXPORTS = {
     "GatysConfig": "gatys.config", "stylize": "gatys.pipeline", "StylizeResult": "gatys.pipeline",
     "Evaluator": "gatys.evaluator",
     "decoupled_transfer": "decoupled", "DecoupledConfig": "decoupled",
+    "VGGFeatures": "layers", "GramMatrix": "layers",
+    "PerceptualLoss": "losses", "StyleLoss": "losses", "TotalVariationLoss": "losses", "StyleTransferLoss": "losses",
 }
+# Subpackages and modules reachable as attributes after `import nst_keras` (nst_keras.losses.PerceptualLoss).
+_MODULES = ("layers", "losses", "models", "image", "color", "progress", "gatys", "decoupled", "errors")
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
+    import importlib
 
+    if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nst_keras' has no attribute {name!r}")

@@ -1,19 +1,36 @@
-"""Pure loss functions of tensors, normalised by the actual tensor shapes.
+"""Style-transfer losses: pure functions of tensors, and the Keras Loss classes built on them.
 
-Notation of Gatys, Ecker & Bethge (2016), "Image style transfer using convolutional neural
-networks": a layer l has N_l channels and M_l = h * w positions.
+Written with `keras.ops` only, so they run under the TensorFlow and JAX backends; the Gatys
+pipeline's Evaluator and the Keras losses below use these same functions. Notation of Gatys,
+Ecker & Bethge (2016), "Image style transfer using convolutional neural networks": a layer l has
+N_l channels and M_l = h * w positions. Features in a lower precision (a mixed-precision policy)
+are cast to float32 before their Gram matrices.
+
+Keras losses (`model.compile(loss=nst_keras.losses.PerceptualLoss())`): `y_true` and `y_pred`
+are images [B, H, W, 3] in [0, 1]; each loss returns one value per image and leaves the reduction
+to Keras; each is serialisable.
 """
-import tensorflow as tf
+import keras
+import numpy as np
+from keras import ops
 
 TV_FORMS = ("power", "l2")  # total-variation forms, see total_variation_loss
+DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
+DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+_LOW_PRECISION = ("float16", "bfloat16")
 
 
-@tf.custom_gradient
+def _float32(x):
+    return ops.cast(x, "float32") if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION else x
+
+
+@ops.custom_gradient
 def _gram_sum(flat):
     """flat^T flat for [B, M, C]; the gradient is one matmul, flat (dG + dG^T), not two."""
-    def grad(upstream):
-        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
-    return tf.matmul(flat, flat, transpose_a=True), grad
+    def grad(*args, upstream=None):
+        upstream = args[0] if upstream is None else upstream
+        return ops.matmul(flat, upstream + ops.transpose(upstream, (0, 2, 1)))
+    return ops.matmul(ops.transpose(flat, (0, 2, 1)), flat), grad
 
 
 def gram_matrix(features):
@@ -22,21 +39,22 @@ def gram_matrix(features):
     Gatys eq. 3 without the division; dividing by M_l makes Gram values independent of the
     image size (departure 1 in the README).
     """
-    shape = tf.shape(features)
-    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
-    positions = tf.cast(shape[1] * shape[2], features.dtype)
+    features = _float32(features)
+    shape = ops.shape(features)
+    flat = ops.reshape(features, (shape[0], shape[1] * shape[2], features.shape[-1]))
+    positions = ops.cast(shape[1] * shape[2], features.dtype)
     return _gram_sum(flat) / positions
 
 
 def style_layer_loss(gram, target_gram):
     """E_l of Gatys eq. 4 with size-normalised Grams: sum((G - A)^2) / (4 N_l^2), per image."""
-    channels = tf.cast(tf.shape(gram)[-1], gram.dtype)
-    return tf.reduce_sum(tf.square(gram - target_gram), axis=[-2, -1]) / (4.0 * channels * channels)
+    channels = float(gram.shape[-1])
+    return ops.sum(ops.square(gram - target_gram), axis=(-2, -1)) / (4.0 * channels * channels)
 
 
 def content_layer_loss(features, target):
     """Gatys eq. 1 divided by the number of elements: mean((F - P)^2) / 2, per image."""
-    return 0.5 * tf.reduce_mean(tf.square(features - target), axis=[1, 2, 3])
+    return 0.5 * ops.mean(ops.square(_float32(features) - _float32(target)), axis=(1, 2, 3))
 
 
 def total_variation_loss(images, form="power", power=1.25):
@@ -49,12 +67,180 @@ def total_variation_loss(images, form="power", power=1.25):
     column's dy and the corner pixel altogether, which left results with a noisy last row and
     column: departure 10 in the README.)
     """
-    dx = images[:, :, 1:, :] - images[:, :, :-1, :]
-    dy = images[:, 1:, :, :] - images[:, :-1, :, :]
-    dx = tf.pad(dx, [[0, 0], [0, 0], [0, 1], [0, 0]])
-    dy = tf.pad(dy, [[0, 0], [0, 1], [0, 0], [0, 0]])
+    if form not in TV_FORMS:
+        raise ValueError(f"Unknown total-variation form; accepted: {', '.join(TV_FORMS)}. Received: form={form!r}")
+    dx = ops.pad(images[:, :, 1:, :] - images[:, :, :-1, :], [[0, 0], [0, 0], [0, 1], [0, 0]])
+    dy = ops.pad(images[:, 1:, :, :] - images[:, :-1, :, :], [[0, 0], [0, 1], [0, 0], [0, 0]])
     if form == "power":
-        return tf.reduce_mean(tf.pow(tf.square(dx) + tf.square(dy) + 1e-12, power), axis=[1, 2, 3])
-    if form == "l2":
-        return tf.reduce_mean(tf.square(dx) + tf.square(dy), axis=[1, 2, 3])
-    raise ValueError(f"unknown total-variation form {form!r}; accepted: {', '.join(TV_FORMS)}")
+        return ops.mean(ops.power(ops.square(dx) + ops.square(dy) + 1e-12, power), axis=(1, 2, 3))
+    return ops.mean(ops.square(dx) + ops.square(dy), axis=(1, 2, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras losses
+
+
+def _layer_weights(layers, layer_weights):
+    if layer_weights is None:
+        return [1.0 / len(layers)] * len(layers)
+    weights = [float(w) for w in layer_weights]
+    if len(weights) != len(layers) or any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("Expected one non-negative weight per layer, not all 0. "
+                         f"Received: layers={list(layers)}, layer_weights={list(layer_weights)}")
+    return [w / sum(weights) for w in weights]
+
+
+def _style_array(style_image):
+    from .image import check_image, load_image
+
+    if style_image is None:
+        return None
+    if isinstance(style_image, str):
+        return load_image(style_image, "style image")
+    try:
+        return check_image(style_image, "style_image")
+    except Exception as exc:
+        raise ValueError(f"Expected style_image to be an image [H, W, 3] in [0, 1] or a file path. {exc}") from None
+
+
+class _FeatureLoss(keras.losses.Loss):
+    """A loss on VGG features of the images (network shared per process: layers.shared_network)."""
+
+    def __init__(self, layers, model, weights, pooling, name, reduction, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        from .layers import VGGFeatures
+
+        self.features = VGGFeatures(layers=layers, model=model, weights=weights, pooling=pooling)
+        self.layer_names, self.model, self.weights, self.pooling = (
+            list(self.features.layer_names), model, weights, pooling)
+
+    def _config(self, **extra):
+        return {"name": self.name, "reduction": self.reduction, "model": self.model, "weights": self.weights,
+                "pooling": self.pooling, **extra}
+
+
+@keras.saving.register_keras_serializable(package="nst_keras")
+class PerceptualLoss(_FeatureLoss):
+    """Feature reconstruction loss between y_true and y_pred (Johnson, Alahi & Fei-Fei 2016).
+
+    Per image: sum over `layers` of weight x mean((F(y_pred) - F(y_true))^2) / 2 (content_layer_loss).
+
+    Args:
+        layers: Keras layer names of the VGG (default block4_conv2).
+        layer_weights: one relative weight per layer (default equal; normalised to sum 1).
+        model, weights, pooling: the network, as for layers.VGGFeatures.
+    """
+
+    def __init__(self, layers=DEFAULT_CONTENT_LAYERS, layer_weights=None, model="vgg19", weights="auto",
+                 pooling="max", name="perceptual_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(layers, model, weights, pooling, name, reduction, dtype)
+        self.layer_weights = None if layer_weights is None else list(layer_weights)
+        self._weights = _layer_weights(self.layer_names, layer_weights)
+
+    def call(self, y_true, y_pred):
+        true, pred = self.features(y_true), self.features(y_pred)
+        return sum(w * content_layer_loss(pred[n], ops.stop_gradient(true[n]))
+                   for n, w in zip(self.layer_names, self._weights))
+
+    def get_config(self):
+        return self._config(layers=self.layer_names, layer_weights=self.layer_weights)
+
+
+@keras.saving.register_keras_serializable(package="nst_keras")
+class StyleLoss(_FeatureLoss):
+    """Gram-matrix style loss of y_pred (Gatys et al. 2016, eq. 4 with size-normalised Grams).
+
+    Against a fixed style image's Grams (computed once) when `style_image` is given (an image
+    [H, W, 3] in [0, 1] or a file path), else against y_true's Grams (a texture loss).
+
+    Args:
+        style_image: the style, or None.
+        layers, layer_weights: style layers (default block1_conv1 ... block5_conv1) and their weights.
+        model, weights, pooling: the network, as for layers.VGGFeatures.
+    """
+
+    def __init__(self, style_image=None, layers=DEFAULT_STYLE_LAYERS, layer_weights=None, model="vgg19",
+                 weights="auto", pooling="max", name="style_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(layers, model, weights, pooling, name, reduction, dtype)
+        self.style_image = _style_array(style_image)
+        self.style_path = style_image if isinstance(style_image, str) else None
+        self.layer_weights = None if layer_weights is None else list(layer_weights)
+        self._weights = _layer_weights(self.layer_names, layer_weights)
+        self._targets = None
+        if self.style_image is not None:  # the style's Grams [1, C, C], once, eagerly (outside any trace)
+            feats = self.features(ops.convert_to_tensor(self.style_image[None]))
+            self._targets = {n: ops.convert_to_numpy(gram_matrix(feats[n])) for n in self.layer_names}
+
+    def call(self, y_true, y_pred):
+        pred = self.features(y_pred)
+        targets = self._targets
+        if targets is None:
+            true = self.features(y_true)
+            targets = {n: ops.stop_gradient(gram_matrix(true[n])) for n in self.layer_names}
+        return sum(w * style_layer_loss(gram_matrix(pred[n]), targets[n])
+                   for n, w in zip(self.layer_names, self._weights))
+
+    def get_config(self):
+        style = self.style_path or (None if self.style_image is None else self.style_image.tolist())
+        return self._config(style_image=style, layers=self.layer_names, layer_weights=self.layer_weights)
+
+
+@keras.saving.register_keras_serializable(package="nst_keras")
+class TotalVariationLoss(keras.losses.Loss):
+    """Total variation of y_pred (total_variation_loss); y_true is not used."""
+
+    def __init__(self, form="power", name="total_variation_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if form not in TV_FORMS:
+            raise ValueError(f"Unknown total-variation form; accepted: {', '.join(TV_FORMS)}. Received: form={form!r}")
+        self.form = form
+
+    def call(self, y_true, y_pred):
+        return total_variation_loss(y_pred, self.form)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, "form": self.form}
+
+
+@keras.saving.register_keras_serializable(package="nst_keras")
+class StyleTransferLoss(keras.losses.Loss):
+    """The whole Gatys / Johnson objective with y_true as the content image: what a fast style
+    network trains on. Per image:
+
+        content_weight x content + style_weight x style(style_image) + tv_weight x TV(y_pred)
+
+    Defaults are GatysConfig's (the one home of the defaults), so a network trained on it matches
+    what nst-gatys optimises.
+    """
+
+    def __init__(self, style_image, content_weight=None, style_weight=None, tv_weight=None, content_layers=None,
+                 style_layers=None, style_layer_weights=None, tv_form=None, model="vgg19", weights="auto",
+                 pooling="max", name="style_transfer_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        from .gatys.config import GatysConfig
+
+        d = GatysConfig()
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        self.content_weight, self.style_weight, self.tv_weight = (
+            float(pick(content_weight, d.content_weight)), float(pick(style_weight, d.style_weight)),
+            float(pick(tv_weight, d.tv_weight)))
+        for key in ("content_weight", "style_weight", "tv_weight"):
+            if not np.isfinite(getattr(self, key)) or getattr(self, key) < 0:
+                raise ValueError(f"Expected a finite weight >= 0. Received: {key}={getattr(self, key)}")
+        self.content = PerceptualLoss(list(pick(content_layers, d.content_layers)), None, model, weights, pooling)
+        self.style = StyleLoss(style_image, list(pick(style_layers, d.style_layers)), style_layer_weights, model,
+                               weights, pooling)
+        self.tv = TotalVariationLoss(pick(tv_form, d.tv_form))
+
+    def call(self, y_true, y_pred):
+        return (self.content_weight * self.content.call(y_true, y_pred)
+                + self.style_weight * self.style.call(y_true, y_pred)
+                + self.tv_weight * self.tv.call(y_true, y_pred))
+
+    def get_config(self):
+        style = self.style.get_config()
+        return {"name": self.name, "reduction": self.reduction, "style_image": style["style_image"],
+                "content_weight": self.content_weight, "style_weight": self.style_weight, "tv_weight": self.tv_weight,
+                "content_layers": self.content.layer_names, "style_layers": self.style.layer_names,
+                "style_layer_weights": style["layer_weights"], "tv_form": self.tv.form, "model": self.style.model,
+                "weights": self.style.weights, "pooling": self.style.pooling}
