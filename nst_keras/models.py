@@ -18,6 +18,7 @@ from .errors import UserError
 
 MODELS = ("vgg16", "vgg19")
 POOLINGS = ("max", "avg")
+PRECISIONS = ("auto", "float32", "bfloat16")
 WEIGHT_SOURCES = ("auto", "imagenet", "hed", "random")
 _BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)  # output channels of every conv layer of a VGG block
@@ -230,20 +231,109 @@ def _keras_seeded(seed):
             global_state.set_global_attribute(key, value)
 
 
-def _average_pooled(base):
-    """A copy of a VGG (same names, same weights) with every 2x2 max pool replaced by a 2x2 average
-    pool: Gatys et al. (2016) report slightly smoother results with average pooling."""
+def _rebuild(base, pooling="max", precision="float32"):
+    """A copy of a plain VGG chain (same layer names, same weights) for another pooling or precision.
+
+    pooling='avg' replaces every 2x2 max pool by a 2x2 average pool (Gatys et al. (2016) report
+    slightly smoother results). precision='bfloat16' gives every layer after the input its own
+    keras.DTypePolicy('mixed_bfloat16'): float32 variables, bfloat16 computation and outputs; the
+    global dtype policy is not touched. Returns `base` itself when nothing changes.
+    """
     import keras
 
-    x = inputs = keras.Input(base.input.shape[1:])
+    if pooling == "max" and precision == _model_precision(base):
+        return base
+    policy = keras.DTypePolicy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    x = inputs = keras.Input(base.input.shape[1:])  # the image stays float32
     for layer in base.layers[1:]:  # VGG is a plain chain
-        if isinstance(layer, keras.layers.MaxPooling2D):
-            x = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, layer.padding, name=layer.name)(x)
+        config = dict(layer.get_config(), dtype=policy)
+        if pooling == "avg" and isinstance(layer, keras.layers.MaxPooling2D):
+            copy = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, layer.padding, name=layer.name,
+                                                 dtype=policy)
         else:
-            copy = layer.__class__.from_config(layer.get_config())
-            x = copy(x)
+            copy = layer.__class__.from_config(config)
+        x = copy(x)
+        if layer.weights:
             copy.set_weights(layer.get_weights())
-    return keras.Model(inputs, x, name=f"{base.name}_avg")
+    suffix = ("_avg" if pooling == "avg" else "") + ("_bf16" if precision == "bfloat16" else "")
+    return keras.Model(inputs, x, name=base.name.split("_")[0] + suffix)
+
+
+def _model_precision(model):
+    """'bfloat16' when the model's layers compute in bfloat16, else 'float32'."""
+    return "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in model.layers) else "float32"
+
+
+def cpu_model_and_flags(cpuinfo_path):
+    """(model name, set of flags) of the first CPU in a /proc/cpuinfo-style file; ('', set()) if unreadable."""
+    name, flags = "", set()
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not name:
+                    name = value.strip()
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+                if name and flags:
+                    break
+    except OSError:
+        pass
+    return name, flags
+
+
+def _gpu_details():
+    """Device details (compute_capability, device_name) of every visible GPU."""
+    import tensorflow as tf
+
+    details = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            details.append(tf.config.experimental.get_device_details(device))
+        except (ValueError, RuntimeError):
+            details.append({})
+    return details
+
+
+def native_bfloat16(cpuinfo_path="/proc/cpuinfo", gpus=None):
+    """Whether this machine computes bfloat16 convolutions natively: (bool, reason).
+
+    True for a CPU with the AMX bfloat16 unit (flag amx_bf16; oneDNN's bfloat16 kernels use it)
+    or a visible GPU of compute capability 8.0 or newer (Ampere's bfloat16 tensor cores). Without
+    them TensorFlow emulates bfloat16, which is slower than float32. `gpus`: device-detail dicts
+    (None: TensorFlow's visible GPUs). The reason names the CPU model and the bfloat16 flags found.
+    """
+    gpus = _gpu_details() if gpus is None else gpus
+    for gpu in gpus:
+        capability = tuple(gpu.get("compute_capability") or (0, 0))
+        if capability >= (8, 0):
+            return True, f"GPU {gpu.get('device_name', '')} compute capability {capability[0]}.{capability[1]}".replace("  ", " ")
+    name, flags = cpu_model_and_flags(cpuinfo_path)
+    found = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
+    reason = f"CPU {name or 'unknown'}; bfloat16 flags: {' '.join(found) or 'none'}"
+    return "amx_bf16" in flags, reason
+
+
+def resolve_precision(precision, notify=None, native=None):
+    """'float32' or 'bfloat16' for a requested precision ('auto', 'float32' or 'bfloat16').
+
+    'auto' is bfloat16 only where it is native (native_bfloat16; `native` is its result, computed
+    if None). 'bfloat16' on hardware without it still runs, but says once, through notify (a
+    UserWarning without one), that it will be slow.
+    """
+    from .errors import check_choice
+
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "float32":
+        return "float32"
+    has_native, reason = native_bfloat16() if native is None else native
+    if precision == "auto":
+        return "bfloat16" if has_native else "float32"
+    if not has_native:
+        _announce(notify, f"precision bfloat16 is emulated on this machine ({reason}): expect it to be slower "
+                          "than float32; --precision auto picks the faster one")
+    return "bfloat16"
 
 
 def _load_h5(base, model, path):
@@ -318,16 +408,19 @@ class NetworkOp:
 class FeatureExtractor:
     """A VGG truncated after the deepest requested layer, returning {layer name: activation}.
 
-    Call it with float32 [B, H, W, 3] RGB images in [0, 1]; preprocessing happens inside.
+    Call it with float32 [B, H, W, 3] RGB images in [0, 1]; preprocessing happens inside. With
+    precision='bfloat16' the convolutions compute in bfloat16 (a per-layer mixed_bfloat16 policy,
+    float32 weights) and the features are cast back: callers always receive float32.
+    precision='auto' is resolved by resolve_precision (through notify).
     """
 
     def __init__(self, model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None,
-                 pooling="max"):
-        import keras
-
+                 pooling="max", precision="float32"):
         from .errors import check_choice
 
         check_choice("pooling", pooling, POOLINGS)
+        precision = resolve_precision(precision, notify) if precision == "auto" else precision
+        check_choice("precision", precision, PRECISIONS[1:])
         layers = list(dict.fromkeys(layers))
         validate_layers(model, layers)
         requested = model
@@ -340,13 +433,27 @@ class FeatureExtractor:
         elif source == "hed":
             for name, (kernel, bias) in hed_backbone_weights().items():
                 base.get_layer(name).set_weights([kernel, bias])
-        if pooling == "avg":
-            base = _average_pooled(base)
         self.model_name, self.weights_source, self.weights_path, self.seed = model, source, path, seed
         self.pooling = pooling
         self.layers = layers
-        self.model = keras.Model(base.input, [base.get_layer(n).output for n in layers],
-                                 name=f"{model}_to_{self.deepest}")
+        self._set_network(_rebuild(base, pooling, precision), precision)
+
+    def _set_network(self, base, precision):
+        import keras
+
+        self.precision = precision
+        self.model = keras.Model(base.input, [base.get_layer(n).output for n in self.layers],
+                                 name=f"{self.model_name}_to_{self.deepest}")
+
+    def with_precision(self, precision):
+        """This extractor computing in another precision ('float32' or 'bfloat16'): same network
+        and weights, no reload. Returns self when the precision is already that."""
+        if precision == self.precision:
+            return self
+        twin = object.__new__(FeatureExtractor)
+        twin.__dict__.update(self.__dict__)
+        twin._set_network(_rebuild(self.model, "max", precision), precision)
+        return twin
 
     @property
     def deepest(self):
@@ -357,7 +464,7 @@ class FeatureExtractor:
         outputs = self.model(preprocess(images))
         if len(self.layers) == 1:
             outputs = [outputs]
-        return dict(zip(self.layers, outputs))
+        return dict(zip(self.layers, map(_float32, outputs)))
 
     def truncated(self, layers):
         """A function of images in [0, 1] returning the list of `layers`' activations (the
@@ -368,7 +475,7 @@ class FeatureExtractor:
 
         def features(images):
             out = model(preprocess(images))
-            return list(out) if isinstance(out, (list, tuple)) else [out]
+            return [_float32(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
         return features
 
     def conv_stack(self):
@@ -393,7 +500,14 @@ class FeatureExtractor:
         """What a report needs to reproduce the features."""
         return {"model": self.model_name, "weights": self.weights_source, "weights_path": self.weights_path,
                 "seed": self.seed if self.weights_source == "random" else None, "layers": list(self.layers),
-                "pooling": self.pooling}
+                "pooling": self.pooling, "precision": self.precision}
+
+
+def _float32(tensor):
+    """A bfloat16 activation cast up, so that Grams, losses and SciPy see float32."""
+    import tensorflow as tf
+
+    return tf.cast(tensor, tf.float32) if tensor.dtype == tf.bfloat16 else tensor
 
 
 def map_layers(names, model):
@@ -403,6 +517,8 @@ def map_layers(names, model):
     return [n if n in known else f"block{n[5]}_conv{_BLOCK_CONVS[model][int(n[5]) - 1]}" for n in names]
 
 
-def build_extractor(model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None, pooling="max"):
+def build_extractor(model="vgg19", weights="auto", layers=("block5_conv1",), seed=0, notify=None, pooling="max",
+                    precision="float32"):
     """A FeatureExtractor; see its docstring."""
-    return FeatureExtractor(model=model, weights=weights, layers=layers, seed=seed, notify=notify, pooling=pooling)
+    return FeatureExtractor(model=model, weights=weights, layers=layers, seed=seed, notify=notify, pooling=pooling,
+                            precision=precision)

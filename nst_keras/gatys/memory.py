@@ -13,6 +13,12 @@ from ..models import MODELS, layer_channels, layer_names, layer_stride
 # Fitted on the benchmark machine (see BENCHMARKS.md, section "Seconds per evaluation and peak memory").
 BASE_BYTES = 0.99e9                # the fit's intercept (interpreter, TensorFlow, weights)
 BYTES_PER_ACTIVATION = 7.3         # the fit's slope per float of forward activation (~2 float32 copies)
+# Activation bytes relative to float32. bfloat16 activations are 2-byte floats, but TensorFlow's
+# emulated bfloat16 kernels work through float32 buffers: on an "Intel(R) Xeon(R) Processor @
+# 2.60GHz" without amx_bf16/avx512_bf16 the measured peak RSS of one evaluation was float32's within
+# 3 % at 256, 512 and 1024 px (BENCHMARKS.md, gatys-precision). So no saving is predicted; with
+# native bfloat16 it is unmeasured (expected lower, so 1.0 errs on the safe side).
+ACTIVATION_BYTES_FACTOR = {"float32": 1.0, "bfloat16": 1.0}
 LBFGS_MAXCOR = 10                  # L-BFGS-B's memory m (optimize.py runs with it)
 
 
@@ -37,13 +43,14 @@ def lbfgs_bytes(pixels):
     return (2 * LBFGS_MAXCOR + 12) * 3 * pixels * 8
 
 
-def predict_peak_bytes(shape, model="vgg16", layers=("block4_conv2", "block5_conv1")):
-    """Predicted peak resident bytes of an L-BFGS-B run on an image of shape (h, w[, 3])."""
+def predict_peak_bytes(shape, model="vgg16", layers=("block4_conv2", "block5_conv1"), precision="float32"):
+    """Predicted peak resident bytes of an L-BFGS-B run on an image of shape (h, w[, 3]) whose
+    convolutions compute in `precision` ('float32' or 'bfloat16'; L-BFGS-B is float64 either way)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}")
     pixels = int(shape[0]) * int(shape[1])
-    return int(BASE_BYTES + BYTES_PER_ACTIVATION * activations_per_pixel(model, layers) * pixels
-               + lbfgs_bytes(pixels))
+    per_activation = BYTES_PER_ACTIVATION * ACTIVATION_BYTES_FACTOR[precision]
+    return int(BASE_BYTES + per_activation * activations_per_pixel(model, layers) * pixels + lbfgs_bytes(pixels))
 
 
 def _proc_kib_field(path, key):
@@ -68,22 +75,25 @@ def resident_bytes():
     return _proc_kib_field("/proc/self/status", "VmRSS") or 0
 
 
-def largest_fitting_size(shape, model, layers, budget_bytes):
+def largest_fitting_size(shape, model, layers, budget_bytes, precision="float32"):
     """The largest long side whose predicted peak fits in budget_bytes (0 if none does)."""
+    def peak(side):
+        return predict_peak_bytes(shape_for_long_side(shape, side), model, layers, precision)
+
     low, high = 0, 1
-    while predict_peak_bytes(shape_for_long_side(shape, high * 2), model, layers) <= budget_bytes and high < 1 << 16:
+    while peak(high * 2) <= budget_bytes and high < 1 << 16:
         high *= 2
     high *= 2
     while high - low > 1:
         mid = (low + high) // 2
-        if predict_peak_bytes(shape_for_long_side(shape, mid), model, layers) <= budget_bytes:
+        if peak(mid) <= budget_bytes:
             low = mid
         else:
             high = mid
     return low
 
 
-def check_fits(shape, size, model, layers, available=None):
+def check_fits(shape, size, model, layers, available=None, precision="float32"):
     """Raise UserError if a run at `shape` (h, w) would not fit in the available memory.
 
     The need is the predicted peak minus what this process already holds; `available` defaults
@@ -93,10 +103,10 @@ def check_fits(shape, size, model, layers, available=None):
     if available is None:
         return
     resident = resident_bytes()
-    need = predict_peak_bytes(shape, model, layers) - resident
+    need = predict_peak_bytes(shape, model, layers, precision) - resident
     if need <= available:
         return
-    fits = largest_fitting_size(shape, model, layers, available + resident)
+    fits = largest_fitting_size(shape, model, layers, available + resident, precision)
     gib = 2 ** 30
     accepted = (f"--size {fits} or less, or --tile-size {fits} or less (tiled rendering), or free memory"
                 if fits else "free memory first (no size fits now)")

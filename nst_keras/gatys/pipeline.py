@@ -12,7 +12,7 @@ import numpy as np
 from .. import __version__, color
 from ..errors import UserError
 from ..image import center_crop, check_image, fit_long_side, load_image, resize_to, size_for_long_side
-from ..models import build_extractor, map_layers, min_image_side
+from ..models import build_extractor, map_layers, min_image_side, native_bfloat16, resolve_precision
 from ..progress import GatysTracker
 from . import regions, tiles
 from .config import GatysConfig
@@ -41,6 +41,16 @@ class _Run:
     finish_colors: object   # image -> image with the content's colours back where asked
     extractor: object
     min_side: int
+    precision: str = "float32"  # resolved: the extractor's
+    hardware: str = ""          # why (native_bfloat16's reason)
+    float32_iterations: int = 0  # iterations continued in float32 after a bfloat16 stall
+    _float32_extractor: object = None
+
+    def float32_extractor(self):
+        """The extractor in float32 (the same one in a float32 run; built once otherwise)."""
+        if self._float32_extractor is None:
+            self._float32_extractor = self.extractor.with_precision("float32")
+        return self._float32_extractor
 
     def finish(self, x):
         """A working image as the result: clipped to [0, 1], the content's colours back where asked."""
@@ -94,8 +104,8 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     _check_shape(final_shape, config.size, run, "output size")
     sizes, iterations = _scales(run.content.shape, config, run.min_side)
     tracker = GatysTracker(callback, sum(iterations), len(sizes), TERMS, run.finish)
-    x, stop = _coarse_to_fine(run, config, sizes, iterations, tracker)
-    metadata = _metadata(run, tracker, stop, sizes)
+    x, stop, last = _coarse_to_fine(run, config, sizes, iterations, tracker)
+    metadata = dict(_metadata(run, tracker, stop, sizes), **_final_loss(run, config, last, x))
     return StylizeResult(run.finish(x), tracker.history, stop or "completed", metadata)
 
 
@@ -114,13 +124,19 @@ def _set_up(content, style, config, extractor, notify):
         regions.check_masks(masks, content.shape, len(styles), config.style_masks)
     color_source = load_image(config.color_source, "color source image") if config.color_source else None
     content, styles, finish_colors = color.prepare(content, styles, config, color_source)
+    native = native_bfloat16() if config.precision != "float32" else (False, "")
+    precision = resolve_precision(config.precision, notify, native)  # said once per run
     if extractor is None:
         extractor = build_extractor(config.model, config.weights,
                                     list(config.content_layers) + list(config.style_layers),
-                                    seed=config.seed, notify=notify, pooling=config.pooling)
+                                    seed=config.seed, notify=notify, pooling=config.pooling, precision=precision)
     if getattr(extractor, "pooling", "max") != config.pooling:
         raise UserError(f"the extractor pools with '{extractor.pooling}' but pooling is '{config.pooling}'; "
                         "accepted: an extractor built with the configured pooling")
+    if getattr(extractor, "precision", "float32") != precision:
+        raise UserError(f"the extractor computes in {getattr(extractor, 'precision', 'float32')} but precision "
+                        f"'{config.precision}' is {precision} here; accepted: an extractor built with "
+                        f"precision='{precision}', or --precision {getattr(extractor, 'precision', 'float32')}")
     if extractor.model_name != config.model:  # the weights fallback changed the network
         config = config.replace(model=extractor.model_name, weights=extractor.weights_source,
                                 content_layers=tuple(map_layers(config.content_layers, extractor.model_name)),
@@ -134,7 +150,7 @@ def _set_up(content, style, config, extractor, notify):
         if min(image.shape[:2]) < min_side:  # it would only be upscaled into a blur
             raise UserError(f"{role} is {image.shape[1]}x{image.shape[0]} px; accepted: at least {min_side} px on "
                             f"the short side for layer {extractor.deepest}")
-    return _Run(config, content, styles, masks, finish_colors, extractor, min_side)
+    return _Run(config, content, styles, masks, finish_colors, extractor, min_side, precision, native[1])
 
 
 def _check_shape(shape, size, run, what):
@@ -142,7 +158,8 @@ def _check_shape(shape, size, run, what):
     if min(shape) < run.min_side:
         raise UserError(f"{what} {shape[1]}x{shape[0]} is too small for layer {run.extractor.deepest}; "
                         f"accepted: at least {run.min_side} px on the short side")
-    check_fits(shape, size, run.extractor.model_name, run.extractor.layers)  # a UserError, not an OOM kill
+    check_fits(shape, size, run.extractor.model_name, run.extractor.layers,  # a UserError, not an OOM kill
+               precision=run.precision)
 
 
 def _scales(content_shape, config, min_side):
@@ -182,20 +199,39 @@ def _coarse_to_fine(run, config, sizes, iterations, tracker):
         else:
             x = resize_to(x, shape)
         evaluator = Evaluator(run.extractor, c, s, config, config.style_blend_weights, masks=run.masks)
-
-        def on_iteration(xi, terms, index=index, shape=shape, evaluator=evaluator):
-            image_fn = (lambda: np.asarray(xi, np.float32).reshape(*shape, 3))
-            return tracker.step(terms, evaluator, index, shape, image_fn)
-
+        done = [0]  # iterations of this scale
+        on_iteration = _iteration_callback(tracker, evaluator, index, shape, done)
         x_new, stop = optimize(evaluator, x, n_iter, on_iteration, config.optimizer, config.learning_rate)
         if stop == "non-finite loss" and tracker.iteration == 0 and tracker.evaluations == 0:
             _refuse_overflow(evaluator, x, config)
+        if _stalled(run, config, stop, done[0], n_iter) and x_new is not None:
+            # bfloat16 noise can stall L-BFGS-B's line search before the budget is used: the rest
+            # of this scale's iterations run in float32, from where it stopped (a fresh L-BFGS-B).
+            tracker.end_pass(evaluator)
+            evaluator = Evaluator(run.float32_extractor(), c, s, config, config.style_blend_weights, masks=run.masks)
+            before = done[0]
+            on_iteration = _iteration_callback(tracker, evaluator, index, shape, done)
+            x_new, stop = optimize(evaluator, x_new, n_iter - before, on_iteration, config.optimizer)
+            run.float32_iterations += done[0] - before
         tracker.end_pass(evaluator)
         if x_new is not None:
             x = x_new
         if stop:
             break
-    return x, stop
+    return x, stop, {"evaluator": evaluator, "content": c, "styles": s}
+
+
+def _iteration_callback(tracker, evaluator, index, shape, done):
+    """optimize()'s on_iteration for one pass: counts iterations in done[0], reports to the tracker."""
+    def on_iteration(xi, terms):
+        done[0] += 1
+        return tracker.step(terms, evaluator, index, shape, lambda: np.asarray(xi, np.float32).reshape(*shape, 3))
+    return on_iteration
+
+
+def _stalled(run, config, stop, done, budget):
+    """A bfloat16 L-BFGS-B pass that ended by itself (its line search found no decrease) before its budget."""
+    return run.precision == "bfloat16" and config.optimizer == "lbfgs" and stop is None and done < budget
 
 
 def _refuse_overflow(evaluator, x, config):
@@ -221,7 +257,7 @@ def _stylize_tiled(run, callback):
     if min(tile_shape) < run.min_side:
         raise UserError(f"tiles of {tile_shape[1]}x{tile_shape[0]} px are too small for layer "
                         f"{run.extractor.deepest}; accepted: --tile-size of at least {run.min_side}")
-    check_fits(tile_shape, config.tile_size, run.extractor.model_name, run.extractor.layers)
+    check_fits(tile_shape, config.tile_size, run.extractor.model_name, run.extractor.layers, precision=run.precision)
     # The images are colour-prepared already: the passes run with the colour options off.
     plain = config.replace(color_match="none", color_source=None, original_colors="off")
     base = plain.replace(size=config.tile_size, tile_size=0)
@@ -231,13 +267,14 @@ def _stylize_tiled(run, callback):
     sizes, iterations = _scales(run.content.shape, base, run.min_side)
     tracker = GatysTracker(callback, sum(iterations) + len(layout) * config.tile_iterations, len(sizes) + 1, TERMS,
                            run.finish)
-    x, base_stop = _coarse_to_fine(run, base, sizes, iterations, tracker)
+    x, base_stop, _ = _coarse_to_fine(run, base, sizes, iterations, tracker)
     canvas, stop = resize_to(np.clip(x, 0.0, 1.0), full_shape), base_stop
     if not base_stop:
         content = resize_to(run.content, full_shape)
         styles = [fit_style(s, full_shape, plain, i) for i, s in enumerate(run.styles)]
         canvas, stop, _ = tiles.refine_tiles(canvas, content, styles, plain, run.extractor, tracker, len(sizes))
-    metadata = dict(_metadata(run, tracker, stop, sizes), base_size=config.tile_size,
+    # final_loss would need the whole canvas in one pass, which tiling exists to avoid.
+    metadata = dict(_metadata(run, tracker, stop, sizes), final_loss=None, base_size=config.tile_size,
                     tiles=[] if base_stop else [dataclasses.asdict(t) for t in layout])
     return StylizeResult(run.finish(canvas), tracker.history, stop or "completed", metadata)
 
@@ -245,4 +282,20 @@ def _stylize_tiled(run, callback):
 def _metadata(run, tracker, stop, sizes):
     return {"nst_keras_version": __version__, "mode": "gatys", "config": run.config.to_dict(),
             "extractor": run.extractor.describe(), "scales": sizes, "evaluations": tracker.evaluations,
-            "stop_reason": stop or "completed", "seconds": tracker.seconds}
+            "stop_reason": stop or "completed", "seconds": tracker.seconds, "precision": run.precision,
+            "precision_hardware": run.hardware, "float32_iterations": run.float32_iterations}
+
+
+def _final_loss(run, config, last, x):
+    """The result's weighted loss terms evaluated in float32 at the last scale, so that runs of
+    either precision compare: {'final_loss': sum or None if not finite, 'final_terms': {...}}.
+    A float32 run reuses its last evaluation when it was at the result (else one forward pass)."""
+    evaluator = last["evaluator"]
+    if getattr(evaluator.extractor, "precision", "float32") != "float32":
+        evaluator = Evaluator(run.float32_extractor(), last["content"], last["styles"], config,
+                              config.style_blend_weights, masks=run.masks)
+    terms = evaluator.final_terms(x)
+    total = float(np.sum(terms, dtype=np.float64))
+    finite = bool(np.all(np.isfinite(terms))) and np.isfinite(total)
+    return {"final_loss": total if finite else None,
+            "final_terms": {t: float(v) for t, v in zip(TERMS, terms)} if finite else None}
