@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from .losses import DEFAULT_STYLE_LAYERS, gram_matrix
-from .models import IMAGENET_MEAN_BGR, MODELS, POOLINGS, layer_names, map_layers
+from .vgg import MODELS, POOLINGS, layer_names, map_layers, preprocess
 
 _NETWORKS = {}  # (model, weights, pooling, seed) -> (FeatureExtractor, the model name it resolved to)
 
@@ -26,11 +26,6 @@ def shared_network(model="vgg19", weights="auto", pooling="max", seed=0, notify=
         convs = [n for n in layer_names(model) if "conv" in n]
         _NETWORKS[key] = build_extractor(model, weights, convs, seed=seed, notify=notify, pooling=pooling)
     return _NETWORKS[key]
-
-
-def caffe_preprocess(images):
-    """Images in [0, 1], RGB -> Keras 'caffe' input: BGR, 0-255, minus the ImageNet mean."""
-    return ops.flip(ops.cast(images, "float32") * 255.0, axis=-1) - ops.convert_to_tensor(IMAGENET_MEAN_BGR)
 
 
 def _check_layers(layers, model):
@@ -88,7 +83,7 @@ class VGGFeatures(keras.layers.Layer):
         _check_images(input_shape, "VGGFeatures")
 
     def call(self, images):
-        outputs = self.network(caffe_preprocess(images))
+        outputs = self.network(preprocess(ops.cast(images, "float32")))
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return dict(zip(self.layer_names, outputs))
 
@@ -97,7 +92,7 @@ class VGGFeatures(keras.layers.Layer):
                 for n in self.layer_names}
 
     def _feature_shape(self, shape, name):
-        from .models import layer_channels, layer_stride
+        from .vgg import layer_channels, layer_stride
 
         stride = layer_stride(name)
         side = [None if s is None else s // stride for s in shape[1:3]]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_keras import models
+from nst_keras import models, weights
 from nst_keras.errors import UserError
 
 
@@ -38,7 +38,7 @@ def test_extractor_is_truncated_and_keyed_by_layer(tiny_extractor):
 def empty_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(models.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(weights.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     return tmp_path / "keras" / "models"
 
 
@@ -87,7 +87,7 @@ def serve(monkeypatch):
     def start(files, hang=False):
         server = _Server(files, hang)
         servers.append(server)
-        monkeypatch.setattr(models, "IMAGENET_URL", server.url)
+        monkeypatch.setattr(weights, "IMAGENET_URL", server.url)
         return server
     yield start
     for server in servers:
@@ -109,7 +109,7 @@ def test_unreachable_host_is_no_internet_connection(empty_cache, monkeypatch):
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(models, "IMAGENET_URL", f"http://127.0.0.1:{port}/{{model}}/{{file}}")
+    monkeypatch.setattr(weights, "IMAGENET_URL", f"http://127.0.0.1:{port}/{{model}}/{{file}}")
     messages = []
     models.resolve_weights("vgg16", "auto", messages.append)
     assert messages[0].startswith("ImageNet weights unavailable (no internet connection (could not reach 127.0.0.1")
@@ -117,7 +117,7 @@ def test_unreachable_host_is_no_internet_connection(empty_cache, monkeypatch):
 
 def test_silent_host_times_out(empty_cache, serve, monkeypatch):
     serve({}, hang=True)
-    monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT", 0.3)
     with pytest.raises(OSError, match="no answer from 127.0.0.1.* within 0.3 s"):
         models.imagenet_weights_file("vgg16")
 
@@ -126,7 +126,7 @@ def test_cached_imagenet_file_is_used_without_download(empty_cache, monkeypatch)
     empty_cache.mkdir(parents=True)
     cached = empty_cache / models.IMAGENET_FILES["vgg19"][0]
     cached.write_bytes(b"x")
-    monkeypatch.setattr(models, "_download", lambda model: pytest.fail("must not download"))
+    monkeypatch.setattr(weights, "_download", lambda model: pytest.fail("must not download"))
     assert models.resolve_weights("vgg19", "auto") == ("vgg19", "imagenet", str(cached))
 
 
@@ -142,7 +142,7 @@ def test_download_lands_in_the_cache_and_loads(empty_cache, serve, monkeypatch, 
     with h5py.File(weights_file, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, source)
     body = weights_file.read_bytes()
-    monkeypatch.setitem(models.IMAGENET_FILES, "vgg16", (fname, hashlib.md5(body).hexdigest()))
+    monkeypatch.setitem(weights.IMAGENET_FILES, "vgg16", (fname, hashlib.md5(body).hexdigest()))
     server = serve({fname: body})
     ext = models.build_extractor("vgg16", "imagenet", ["block1_conv2"])
     assert ext.describe()["weights"] == "imagenet" and server.requests == [f"/vgg16/{fname}"]
