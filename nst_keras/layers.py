@@ -10,7 +10,8 @@ import difflib
 import keras
 from keras import ops
 
-from .losses import DEFAULT_STYLE_LAYERS, gram_matrix
+from .functional import gram_matrix
+from .gatys.config import DEFAULT_STYLE_LAYERS
 from .vgg import MODELS, POOLINGS, layer_names, map_layers, preprocess
 
 _NETWORKS = {}  # (model, weights, pooling, seed) -> (FeatureExtractor, the model name it resolved to)
@@ -106,7 +107,7 @@ class VGGFeatures(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="nst_keras")
 class GramMatrix(keras.layers.Layer):
     """[B, H, W, C] features -> [B, C, C] Gram matrices divided by H x W (the package's Gram,
-    losses.gram_matrix; computed in float32)."""
+    functional.gram_matrix; computed in float32)."""
 
     def build(self, input_shape):
         if len(input_shape) != 4:

@@ -135,7 +135,7 @@ class GatysConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("style_fit", self.style_fit, STYLE_FITS)
         from ..color import COLOR_MATCHES, ORIGINAL_COLORS
-        from ..losses import TV_FORMS
+        from ..functional import TV_FORMS
 
         check_choice("color_match", self.color_match, COLOR_MATCHES)
         check_choice("original_colors", self.original_colors, ORIGINAL_COLORS)

@@ -7,7 +7,7 @@ per tile (sharing the style targets).
 import numpy as np
 import tensorflow as tf
 
-from ..losses import content_layer_loss, gram_matrix, style_layer_loss, total_variation_loss
+from ..functional import content_layer_loss, gram_matrix, style_layer_loss, total_variation_loss
 from . import regions
 
 TERMS = ("content", "style", "tv")
