@@ -465,3 +465,11 @@ def test_reversible_corrector_falls_back_when_the_exact_model_is_wrong(monkeypat
     _, report, _ = dc.set_layer(net, image, 0, reference.mean[TWO[0]], reference, config)
     assert report["plain_model_fallbacks"] >= 1
     assert report["set_snr_db"] > 60 and report["unconverged_segments"] == 0
+
+
+def test_cli_exits_1_when_a_stage_misses_the_target(files, capsys):
+    """Exit 0 means every stage reached 60 dB; a loose corrector leaves them far below it."""
+    code = main([files["content"], files["style"], "-o", files["out"], "--size", "32", "--weights", "random",
+                 "--layers", ",".join(TWO), "--tolerance", "0.3", "--max-corrections", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "below the 60 dB target" in err[0] and os.path.exists(files["out"])
