@@ -13,7 +13,7 @@ class BatchWorker:
     never raises for a bad item (its error becomes a 'failed' record)."""
 
     def __init__(self, verbose=False):
-        from ..cli.common import quiet_start
+        from ..startup import quiet_start
 
         quiet_start(verbose)  # TensorFlow's start-up lines would reach the driver's terminal
         self._extractors = {}   # (model, weights, pooling, precision, seed, layers) -> FeatureExtractor

@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
+from ..startup import quiet_start  # noqa: F401  (the commands start TensorFlow through it)
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number"}
 
@@ -85,33 +86,6 @@ def config_from_args(config_class, args, exclude=()):
     """The config whose fields are the parsed flags, validated."""
     values = {name: getattr(args, name) for name in config_flags(config_class, exclude)}
     return config_class(**values).validate()
-
-
-def quiet_start(verbose=False):
-    """Start TensorFlow without its C++ start-up lines (oneDNN, CUDA stubs, absl) unless verbose.
-
-    TF_CPP_MIN_LOG_LEVEL silences what TensorFlow logs once running; the lines printed while its
-    libraries load come before that setting is read, so stderr's file descriptor points at
-    /dev/null during the import. Python errors raised by the import still surface.
-    """
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr descriptor to redirect
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(null, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
 
 
 def run_main(fn, argv, prog):
