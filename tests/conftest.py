@@ -25,6 +25,26 @@ def write_image(path, h=40, w=48, seed=0, mode="RGB"):
     return str(path)
 
 
+def interrupting_bar(at):
+    """A progress-bar class for a CLI's `progress_bar` that raises KeyboardInterrupt (Ctrl-C) when
+    its count of update() steps reaches `at`."""
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            self.n = 0
+
+        def update(self, n=1):
+            self.n += n
+            if self.n == at:
+                raise KeyboardInterrupt
+
+        def set_postfix_str(self, text):
+            pass
+
+        def close(self):
+            pass
+    return Bar
+
+
 @pytest.fixture(scope="session")
 def tiny_extractor():
     from nst_keras.models import build_extractor

@@ -9,7 +9,7 @@ from nst_keras.cli import common as cli_common
 from nst_keras.cli import gatys as cli
 from nst_keras.gatys.config import GatysConfig
 from nst_keras.image import load_image, read_png_metadata
-from conftest import write_image
+from conftest import interrupting_bar, write_image
 
 FAST = ["--model", "vgg16", "--weights", "random", "--size", "32", "--iterations", "3", "--coarse-size", "0",
         "--content-layers", "block2_conv1", "--style-layers", "block1_conv1,block2_conv1", "-q"]
@@ -102,22 +102,7 @@ def test_unwritable_output(tmp_path, images, capsys):
 
 
 def test_ctrl_c_saves_current_image(tmp_path, images, capsys, monkeypatch):
-    class InterruptingBar:
-        def __init__(self, *a, **k):
-            self.n = 0
-
-        def update(self, n=1):
-            self.n += 1
-            if self.n == 2:
-                raise KeyboardInterrupt
-
-        def set_postfix_str(self, s):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(cli, "progress_bar", InterruptingBar)
+    monkeypatch.setattr(cli, "progress_bar", interrupting_bar(2))
     out = tmp_path / "o.png"
     code, err = run(capsys, images["content"], images["style"], "-o", out, *FAST)
     assert code == 130 and "interrupted; saved iteration 1" in err

@@ -11,6 +11,7 @@ from nst_keras.cli.decoupled import main
 from nst_keras.decoupled.projection import Broyden, ConstraintSolver
 from nst_keras.decoupled.stage import constrained_rows
 from nst_keras.errors import UserError
+from conftest import interrupting_bar
 from nst_keras.progress import DecoupledProgress
 
 SIZE = 32
@@ -405,22 +406,7 @@ def _interrupt_at_stage(monkeypatch, stage):
     """The progress bar raises KeyboardInterrupt when stage number `stage` (from 0) begins."""
     from nst_keras.cli import decoupled as cli_decoupled
 
-    class Bar:
-        def __init__(self, *args, **kwargs):
-            self.n = 0
-
-        def update(self, n=1):
-            self.n += n
-            if self.n == stage:
-                raise KeyboardInterrupt
-
-        def set_postfix_str(self, text):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(cli_decoupled, "progress_bar", Bar)
+    monkeypatch.setattr(cli_decoupled, "progress_bar", interrupting_bar(stage))
 
 
 def test_ctrl_c_during_the_imposition_saves_the_image_imposed_so_far(files, capsys, monkeypatch):

@@ -6,27 +6,12 @@ import pytest
 
 from nst_keras.cli import gatys as cli
 from nst_keras.image import load_image, read_png_metadata
-from conftest import write_image
+from conftest import interrupting_bar, write_image
 from test_cli import FAST, run
 
 
 def _interrupt_at(monkeypatch, iteration):
-    class Bar:
-        def __init__(self, *a, **k):
-            self.n = 0
-
-        def update(self, n=1):
-            self.n += 1
-            if self.n == iteration:
-                raise KeyboardInterrupt
-
-        def set_postfix_str(self, s):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(cli, "progress_bar", Bar)
+    monkeypatch.setattr(cli, "progress_bar", interrupting_bar(iteration))
 
 
 def test_ctrl_c_in_a_coarse_pass_saves_the_requested_size_with_a_sidecar(tmp_path, images, capsys, monkeypatch):
