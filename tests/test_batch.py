@@ -49,15 +49,21 @@ def check_finished(outdir, names, temporary_files=False):
         assert read_png_metadata(path)["final_loss"] == sidecar["final_loss"]
 
 
-@pytest.fixture
-def folders(tmp_path):
-    contents, styles = tmp_path / "contents", tmp_path / "styles"
+def make_folders(root, num_contents=3, style_ext=".jpg"):
+    """root/contents with c0.png ... and root/styles with s0, s1 (tiny images made here)."""
+    contents, styles = root / "contents", root / "styles"
     contents.mkdir()
     styles.mkdir()
-    for i in range(3):
+    for i in range(num_contents):
         write_image(contents / f"c{i}.png", 40, 48, i)
     for i in range(2):
-        write_image(styles / f"s{i}.jpg", 36, 36, 10 + i)
+        write_image(styles / f"s{i}{style_ext}", 36, 36, 10 + i)
+    return contents, styles
+
+
+@pytest.fixture
+def folders(tmp_path):
+    contents, styles = make_folders(tmp_path)
     (contents / "notes.txt").write_text("not an image")
     return contents, styles
 
@@ -168,13 +174,8 @@ def test_worker_does_not_recompute_a_finished_item(folders, tmp_path):
 def folder_batch(tmp_path_factory):
     """Three contents (plus a truncated one) x two styles on two local workers, run once."""
     root = tmp_path_factory.mktemp("folder_batch")
-    contents, styles, outdir = root / "contents", root / "styles", root / "out"
-    contents.mkdir()
-    styles.mkdir()
-    for i in range(3):
-        write_image(contents / f"c{i}.png", 40, 48, i)
-    for i in range(2):
-        write_image(styles / f"s{i}.jpg", 36, 36, 10 + i)
+    contents, styles = make_folders(root)
+    outdir = root / "out"
     broken = write_image(contents / "broken.png", 40, 48, 5)
     data = open(broken, "rb").read()
     open(broken, "wb").write(data[: len(data) // 2])
@@ -260,14 +261,9 @@ def test_sweep_makes_its_grid_and_sheet(folders, tmp_path, capsys):
 def test_a_node_lost_mid_batch_still_writes_every_output_once(tmp_path, capsys):
     from ray.cluster_utils import Cluster
 
-    contents, styles, outdir = tmp_path / "contents", tmp_path / "styles", tmp_path / "out"
-    contents.mkdir()
-    styles.mkdir()
+    contents, styles = make_folders(tmp_path, num_contents=5, style_ext=".png")
+    outdir = tmp_path / "out"
     outdir.mkdir()
-    for i in range(5):
-        write_image(contents / f"c{i}.png", 40, 48, i)
-    for i in range(2):
-        write_image(styles / f"s{i}.png", 36, 36, 10 + i)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     worker_node = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
