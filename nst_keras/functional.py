@@ -67,3 +67,15 @@ def total_variation_loss(images, form="power", power=1.25):
     if form == "power":
         return ops.mean(ops.power(ops.square(dx) + ops.square(dy) + 1e-12, power), axis=(1, 2, 3))
     return ops.mean(ops.square(dx) + ops.square(dy), axis=(1, 2, 3))
+
+
+def temporal_loss(images, targets, weights):
+    """The temporal loss of Ruder, Dosovitskiy & Brox (2016), eq. 7 and its long-term sum (eq. 8),
+    per image: sum over k of mean(c_k * (x - w_k)^2) over pixels and channels (their 1/D with
+    D = H * W * C).
+
+    images: [B, H, W, 3]; targets: [B, K, H, W, 3], earlier results warped into this frame;
+    weights: [B, K, H, W], the per-pixel reliability c_k of each warped result.
+    """
+    diff = ops.square(ops.expand_dims(images, 1) - targets)            # [B, K, H, W, 3]
+    return ops.sum(ops.mean(ops.expand_dims(weights, -1) * diff, axis=(2, 3, 4)), axis=1)

@@ -128,13 +128,13 @@ def sidecar_path(output, suffix):
     return os.path.splitext(output)[0] + suffix
 
 
-def progress_bar(total, quiet, desc):
+def progress_bar(total, quiet, desc, unit="it"):
     """A tqdm bar on stderr, or a do-nothing stand-in when quiet."""
     if quiet:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 class _NoBar:

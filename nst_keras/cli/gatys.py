@@ -29,11 +29,23 @@ def _numbers(text):
 
 
 def build_parser():
-    d = DEFAULTS
     p = Parser(prog=PROG, description="Repaint CONTENT in the style of STYLE (Gatys et al. 2016).")
     p.add_argument("content", help="content image")
     p.add_argument("style", nargs="+", help="style image(s); several are blended (see --style-blend-weights)")
     add_common_flags(p)
+    add_config_flags(p, DEFAULTS)
+    g = p.add_argument_group("outputs")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the planned scales or tiles, predicted peak memory and time; run nothing")
+    g.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="save the image every N iterations")
+    g.add_argument("--contact-sheet", metavar="PNG", help="save the checkpoints side by side")
+    g.add_argument("--loss-log", metavar="PATH", help="per-iteration loss terms as .csv or .json")
+    g.add_argument("--loss-plot", metavar="PNG", help="plot of the loss terms")
+    return p
+
+
+def add_config_flags(p, d):
+    """One flag per GatysConfig field, with d's values as defaults (nst-gatys, nst-batch, nst-video)."""
     g = p.add_argument_group("size and network")
     g.add_argument("--size", type=int, default=d.size, help="long side of the output in px (default: %(default)s)")
     g.add_argument("--max-size", type=int, default=d.max_size, help="largest accepted --size (default: %(default)s)")
@@ -97,14 +109,6 @@ def build_parser():
     g.add_argument("--original-colors", nargs="?", const=ORIGINAL_COLORS_FLAG, default=d.original_colors,
                    metavar="MODE", help="keep the content's colours: luminance (transfer luminance only) or swap "
                    f"(post-hoc luminance swap); the flag alone means {ORIGINAL_COLORS_FLAG} (default: off)")
-    g = p.add_argument_group("outputs")
-    g.add_argument("--dry-run", action="store_true",
-                   help="print the planned scales or tiles, predicted peak memory and time; run nothing")
-    g.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="save the image every N iterations")
-    g.add_argument("--contact-sheet", metavar="PNG", help="save the checkpoints side by side")
-    g.add_argument("--loss-log", metavar="PATH", help="per-iteration loss terms as .csv or .json")
-    g.add_argument("--loss-plot", metavar="PNG", help="plot of the loss terms")
-    return p
 
 
 def _check_args(args):

@@ -9,7 +9,7 @@ reads its options without loading TensorFlow.
 _EXPORTS = {
     "GatysConfig": "config", "DEFAULT_STYLE_LAYERS": "config", "OPTIMIZERS": "config", "INITS": "config",
     "STYLE_FITS": "config",
-    "Evaluator": "evaluator", "NonFiniteLoss": "evaluator", "TERMS": "evaluator",
+    "Evaluator": "evaluator", "NonFiniteLoss": "evaluator", "TERMS": "evaluator", "Temporal": "evaluator",
     "compute_style_targets": "evaluator",
     "optimize": "optimize", "DEFAULT_LEARNING_RATES": "optimize",
     "stylize": "pipeline", "StylizeResult": "pipeline", "fit_style": "pipeline", "is_tiled": "pipeline",

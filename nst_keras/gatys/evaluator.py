@@ -7,10 +7,27 @@ per tile (sharing the style targets).
 import numpy as np
 import tensorflow as tf
 
-from ..functional import content_layer_loss, gram_matrix, style_layer_loss, total_variation_loss
+from dataclasses import dataclass
+
+from ..functional import content_layer_loss, gram_matrix, style_layer_loss, temporal_loss, total_variation_loss
 from . import regions
 
 TERMS = ("content", "style", "tv")
+TEMPORAL_TERMS = TERMS + ("temporal",)
+
+
+@dataclass
+class Temporal:
+    """The temporal term of a video frame (Ruder et al. 2016): weight * sum_k mean(c_k (x - w_k)^2).
+
+    targets: [K, H, W, 3] earlier frames' results warped into this frame (in the working space of
+    the run: the luminance image when only luminance is optimised); weights: [K, H, W] their
+    per-pixel reliability c_k in [0, 1]; weight: the term's weight.
+    """
+
+    targets: np.ndarray
+    weights: np.ndarray
+    weight: float
 
 
 class NonFiniteLoss(Exception):
@@ -42,10 +59,21 @@ class Evaluator:
             the masked Gram of its region and the regions' losses are summed with the blend weights.
         style_targets: precomputed Gram targets (compute_style_targets or tiles.chunked_style_targets),
             e.g. to share them across tiles.
+        temporal: a Temporal term (video frames) of the content's shape, or None; with it the
+            terms are TEMPORAL_TERMS, else TERMS.
     """
 
-    def __init__(self, extractor, content, styles, config, blend_weights=None, masks=None, style_targets=None):
+    def __init__(self, extractor, content, styles, config, blend_weights=None, masks=None, style_targets=None,
+                 temporal=None):
         self.config = config
+        self.term_names = TERMS if temporal is None else TEMPORAL_TERMS
+        self.temporal = None
+        if temporal is not None:
+            if temporal.targets.shape[1:] != content.shape or temporal.weights.shape[1:] != content.shape[:2]:
+                raise ValueError(f"temporal targets {temporal.targets.shape} and weights {temporal.weights.shape} "
+                                 f"do not match the image {content.shape}")
+            self.temporal = (tf.constant(temporal.targets[None], tf.float32),
+                             tf.constant(temporal.weights[None], tf.float32), float(temporal.weight))
         self.shape = content.shape
         self.content_layers = list(config.content_layers)
         self.style_layers = list(config.style_layers)
@@ -77,7 +105,11 @@ class Evaluator:
         style = tf.add_n([w * self._style_layer_term(feats[n], t, i) for i, (n, w, t) in
                           enumerate(zip(self.style_layers, self.style_layer_weights, self.style_targets))])
         tv = total_variation_loss(image, c.tv_form)[0]
-        return tf.stack([c.content_weight * content, c.style_weight * style, c.tv_weight * tv])
+        terms = [c.content_weight * content, c.style_weight * style, c.tv_weight * tv]
+        if self.temporal is not None:
+            targets, weights, weight = self.temporal
+            terms.append(weight * temporal_loss(image, targets, weights)[0])
+        return tf.stack(terms)
 
     def _style_layer_term(self, features, target, index):
         if self.region_masks is None:

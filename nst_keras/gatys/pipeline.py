@@ -16,7 +16,7 @@ from ..models import build_extractor, map_layers, min_image_side, native_bfloat1
 from ..progress import GatysTracker
 from . import regions, tiles
 from .config import GatysConfig
-from .evaluator import TERMS, Evaluator
+from .evaluator import TEMPORAL_TERMS, TERMS, Evaluator
 from .memory import check_fits
 from .optimize import optimize
 from .plan import plan_scales
@@ -28,6 +28,8 @@ class StylizeResult:
     history: list           # one dict per iteration: iteration, scale, loss, terms, evaluations, elapsed
     stop_reason: str        # 'completed', 'callback', 'non-finite loss'
     metadata: dict          # config, model, weights, seed, version: enough to reproduce the run
+    working: np.ndarray = None  # the optimised image clipped to [0, 1], before colours are restored
+                                # (the luminance image when only luminance is optimised)
 
 
 @dataclass
@@ -78,7 +80,8 @@ def is_tiled(config):
     return bool(config.tile_size) and config.size > config.tile_size
 
 
-def stylize(content, style, config=None, callback=None, extractor=None, notify=None):
+def stylize(content, style, config=None, callback=None, extractor=None, notify=None, *, init=None, init_mask=None,
+            temporal=None):
     """Repaint `content` in the style of `style`: coarse to fine, then tiles if config asks.
 
     Args:
@@ -88,6 +91,12 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
         callback: called with a progress.GatysProgress after every iteration; returning True stops the run.
         extractor: a FeatureExtractor to reuse (built from config if None).
         notify: called with one-line messages (e.g. the weights fallback); the library never prints.
+        init: a start image at the output size in the run's working space (StylizeResult.working of
+            a neighbouring video frame, warped); the run is then one pass of config.iterations at
+            config.size, no coarse scales (the start is already close).
+        init_mask: [H, W] in [0, 1] with init: where below 1, the start blends towards the
+            config's own initial image (e.g. the content where a warped start is unreliable).
+        temporal: an evaluator.Temporal term at the output size, added to the loss (video frames).
 
     Returns:
         StylizeResult. A non-finite loss ends the run early and keeps the last good image.
@@ -97,16 +106,39 @@ def stylize(content, style, config=None, callback=None, extractor=None, notify=N
     """
     config = (config or GatysConfig()).validate()
     run = _set_up(content, style, config, extractor, notify)
+    guided = init is not None or temporal is not None
     if is_tiled(run.config):
+        if guided:
+            raise UserError(f"a start image or temporal term with tiles (--tile-size {config.tile_size} below --size "
+                            f"{config.size}); accepted: --tile-size 0 or at least --size")
         return _stylize_tiled(run, callback)
     config = run.config
     final_shape = size_for_long_side(run.content.shape, config.size)
     _check_shape(final_shape, config.size, run, "output size")
-    sizes, iterations = _scales(run.content.shape, config, run.min_side)
-    tracker = GatysTracker(callback, sum(iterations), len(sizes), TERMS, run.finish)
-    x, stop, last = _coarse_to_fine(run, config, sizes, iterations, tracker)
+    _check_guides(final_shape, init, init_mask)  # the Evaluator checks the temporal term's shape
+    if init is not None:
+        sizes, iterations = [config.size], [config.iterations]
+    else:
+        sizes, iterations = _scales(run.content.shape, config, run.min_side)
+    tracker = GatysTracker(callback, sum(iterations), len(sizes), TERMS if temporal is None else TEMPORAL_TERMS,
+                           run.finish)
+    x, stop, last = _coarse_to_fine(run, config, sizes, iterations, tracker, (init, init_mask), temporal)
     metadata = dict(_metadata(run, tracker, stop, sizes), **_final_loss(run, config, last, x))
-    return StylizeResult(run.finish(x), tracker.history, stop or "completed", metadata)
+    if guided:
+        metadata.update(start="warped" if init is not None else config.init,
+                        temporal_weight=None if temporal is None else float(temporal.weight))
+    return StylizeResult(run.finish(x), tracker.history, stop or "completed", metadata,
+                         np.clip(x, 0.0, 1.0).astype(np.float32))
+
+
+def _check_guides(shape, init, init_mask):
+    """ValueErrors (programming errors of a caller) for a start image or mask of the wrong shape."""
+    shape = tuple(shape)
+    if init is not None and np.shape(init) != (*shape, 3):
+        raise ValueError(f"init must be [H, W, 3] at the output size {shape}. Received: init.shape={np.shape(init)}")
+    if init_mask is not None and (init is None or np.shape(init_mask) != shape):
+        raise ValueError(f"init_mask must be [H, W] at the output size {shape}, with init. "
+                         f"Received: init_mask.shape={np.shape(init_mask)}")
 
 
 def _set_up(content, style, config, extractor, notify):
@@ -179,8 +211,10 @@ def _initial_image(config, content, style, rng):
     return resize_to(load_image(config.init, "init image"), content.shape[:2])
 
 
-def _coarse_to_fine(run, config, sizes, iterations, tracker):
-    """Optimise at each scale, starting from the previous scale's result upscaled; returns (x, stop)."""
+def _coarse_to_fine(run, config, sizes, iterations, tracker, start=(None, None), temporal=None):
+    """Optimise at each scale, starting from the previous scale's result upscaled; returns (x, stop).
+    start: (image, mask) to begin from instead of the config's initial image (stylize's init);
+    temporal: a Temporal term for the last scale."""
     rng = np.random.default_rng(config.seed)
     x, stop = None, None
     for index, (long_side, n_iter) in enumerate(zip(sizes, iterations)):
@@ -196,9 +230,13 @@ def _coarse_to_fine(run, config, sizes, iterations, tracker):
             x = _initial_image(config, c, s[0], rng)
             if config.original_colors == "luminance":
                 x = color.gray(color.luminance(x))
+            if start[0] is not None:
+                mask = 1.0 if start[1] is None else np.asarray(start[1], np.float32)[..., None]
+                x = (mask * np.asarray(start[0], np.float32) + (1.0 - mask) * x).astype(np.float32)
         else:
             x = resize_to(x, shape)
-        evaluator = Evaluator(run.extractor, c, s, config, config.style_blend_weights, masks=run.masks)
+        term = temporal if index == len(sizes) - 1 else None
+        evaluator = Evaluator(run.extractor, c, s, config, config.style_blend_weights, masks=run.masks, temporal=term)
         done = [0]  # iterations of this scale
         on_iteration = _iteration_callback(tracker, evaluator, index, shape, done)
         x_new, stop = optimize(evaluator, x, n_iter, on_iteration, config.optimizer, config.learning_rate)
@@ -208,7 +246,8 @@ def _coarse_to_fine(run, config, sizes, iterations, tracker):
             # bfloat16 noise can stall L-BFGS-B's line search before the budget is used: the rest
             # of this scale's iterations run in float32, from where it stopped (a fresh L-BFGS-B).
             tracker.end_pass(evaluator)
-            evaluator = Evaluator(run.float32_extractor(), c, s, config, config.style_blend_weights, masks=run.masks)
+            evaluator = Evaluator(run.float32_extractor(), c, s, config, config.style_blend_weights, masks=run.masks,
+                                  temporal=term)
             before = done[0]
             on_iteration = _iteration_callback(tracker, evaluator, index, shape, done)
             x_new, stop = optimize(evaluator, x_new, n_iter - before, on_iteration, config.optimizer)
@@ -218,7 +257,7 @@ def _coarse_to_fine(run, config, sizes, iterations, tracker):
             x = x_new
         if stop:
             break
-    return x, stop, {"evaluator": evaluator, "content": c, "styles": s}
+    return x, stop, {"evaluator": evaluator, "content": c, "styles": s, "temporal": term}
 
 
 def _iteration_callback(tracker, evaluator, index, shape, done):
@@ -238,13 +277,13 @@ def _refuse_overflow(evaluator, x, config):
     """The first evaluation was not finite: if a weight overflows the loss itself, a UserError
     naming it (otherwise the run ends as any non-finite run, keeping the initial image)."""
     terms = evaluator.terms_at(x)
-    names = [f"{t}_weight" for t in TERMS]
+    names = [f"{t}_weight" for t in evaluator.term_names]
     bad = [i for i, t in enumerate(terms) if not np.isfinite(t)]
     if not bad and np.isfinite(np.sum(terms, dtype=np.float32)):
         return
     i = bad[0] if bad else int(np.argmax(terms))
-    value = getattr(config, names[i])
-    raise UserError(f"{names[i]} {value:g} makes the {TERMS[i]} loss overflow at the start ({terms[i]:g}, the "
+    value = getattr(config, names[i]) if i < len(TERMS) else evaluator.temporal[2]
+    raise UserError(f"{names[i]} {value:g} makes the {evaluator.term_names[i]} loss overflow at the start ({terms[i]:g}, the "
                     f"float32 range ends at 3.4e38); accepted: a smaller --{names[i].replace('_', '-')}")
 
 
@@ -293,9 +332,9 @@ def _final_loss(run, config, last, x):
     evaluator = last["evaluator"]
     if getattr(evaluator.extractor, "precision", "float32") != "float32":
         evaluator = Evaluator(run.float32_extractor(), last["content"], last["styles"], config,
-                              config.style_blend_weights, masks=run.masks)
+                              config.style_blend_weights, masks=run.masks, temporal=last["temporal"])
     terms = evaluator.final_terms(x)
     total = float(np.sum(terms, dtype=np.float64))
     finite = bool(np.all(np.isfinite(terms))) and np.isfinite(total)
     return {"final_loss": total if finite else None,
-            "final_terms": {t: float(v) for t, v in zip(TERMS, terms)} if finite else None}
+            "final_terms": {t: float(v) for t, v in zip(evaluator.term_names, terms)} if finite else None}

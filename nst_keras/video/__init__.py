@@ -1,0 +1,11 @@
+"""Video: temporally consistent stylisation of clips and frame folders (Ruder, Dosovitskiy & Brox 2016).
+
+    io.py         frames in (a video file through PyAV, or a folder of images) and out (a folder
+                  of numbered PNGs, or a video file with the input's audio), atomically
+    flow.py       optical flow (OpenCV DIS), warping, Ruder et al.'s reliability masks, long-term
+                  weights, the temporal-error measure
+    synthetic.py  clips with known camera motion (pan and zoom) and their exact flow
+    temporal.py   stylize_frames(): frame by frame with a warped start and the temporal loss
+
+PyAV and OpenCV are the optional extra nst_keras[video].
+"""
