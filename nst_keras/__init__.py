@@ -19,7 +19,7 @@ _EXPORTS = {
     "PerceptualLoss": "losses", "StyleLoss": "losses", "TotalVariationLoss": "losses", "StyleTransferLoss": "losses",
 }
 # Subpackages and modules reachable as attributes after `import nst_keras` (nst_keras.losses.PerceptualLoss).
-_MODULES = ("layers", "losses", "models", "image", "color", "progress", "gatys", "decoupled", "errors")
+_MODULES = ("layers", "losses", "models", "image", "color", "progress", "gatys", "decoupled", "video", "errors")
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
