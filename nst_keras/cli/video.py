@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from fractions import Fraction
 
 import numpy as np
 
@@ -23,13 +24,27 @@ PROG = "nst-video"
 # Video frames are stylised at 256 px by default: a frame costs ~0.3 s per iteration there on 2 CPU cores.
 DEFAULTS = GatysConfig(size=256)
 STATE = ".nst-video"  # inside the work folder: run.json and the frames' optimised images
+FOLDER_FPS = 25  # frame rate of a frame folder made into a video, unless --fps says otherwise
 
 
 def _offsets(text):
     try:
         return tuple(int(v) for v in text.replace(",", " ").split())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a list of whole numbers") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of whole numbers; "
+                                         "accepted: e.g. 1 or 1,2,4") from None
+
+
+def _fps(text):
+    """A frame rate such as 24, 29.97 or 30000/1001, as a Fraction."""
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"--fps '{text}' is not a frame rate; accepted: a number of frames per second in (0, 1000], "
+                        "like 24 or 30000/1001") from None
+    if not 0 < value <= 1000:
+        raise UserError(f"--fps {text}; accepted: a number of frames per second in (0, 1000], like 24 or 30000/1001")
+    return value.limit_denominator(100000)
 
 
 def build_parser():
@@ -50,6 +65,9 @@ def build_parser():
     g.add_argument("--frames", type=int, default=None, metavar="N", help="at most N frames (default: all)")
     g.add_argument("--every", type=int, default=1, metavar="K",
                    help="every K-th frame; the output's frame rate is the input's / K (default: %(default)s)")
+    g.add_argument("--fps", type=_fps, default=None,
+                   help="frame rate of a frame-folder input, for a video output (default: %s); a video input keeps "
+                        "its own" % FOLDER_FPS)
     g = p.add_argument_group("temporal consistency")
     g.add_argument("--frame-iterations", type=int, default=v.frame_iterations,
                    help="iterations of every frame after the first (which runs --iterations) (default: %(default)s)")
@@ -86,8 +104,8 @@ def _run(argv):
     if config.tile_size and config.size > config.tile_size:
         raise UserError(f"--tile-size {config.tile_size} below --size {config.size}: video frames are not tiled; "
                         "accepted: --tile-size 0 or at least --size")
-    if not 0 <= args.crf <= 63:
-        raise UserError(f"--crf {args.crf}; accepted: a whole number from 0 to 63")
+    if not 0 <= args.crf <= 51:  # io.encode_video's range, checked before any frame is stylised
+        raise UserError(f"--crf {args.crf}; accepted: a whole number from 0 to 51")
     from ..image import load_image
     from ..models import validate_layers
     from ..video import io
@@ -98,6 +116,9 @@ def _run(argv):
             raise UserError(f"output '{args.output}' is also an input; accepted: a path that is not an input")
     validate_layers(config.model, list(config.content_layers) + list(config.style_layers))
     source = io.open_frames(args.input, args.start, args.frames, args.every)
+    if args.fps is not None and source.kind == "video":
+        raise UserError(f"--fps {args.fps} with the video input '{args.input}', which has its own frame rate "
+                        f"({source.fps}); accepted: --fps only with a folder of frames")
     notify = lambda message: say(message, args.quiet)  # noqa: E731
     styles = [load_image(path, "style image", notify, long_side=2 * config.size) for path in args.style]
     inputs = {"input": _describe_source(source, args.record_paths),
@@ -226,10 +247,11 @@ def _encode(args, source, work, count):
     from ..video import io
 
     # The output keeps the input's duration (frame rate / --every), so its audio stays in step.
-    fps = source.fps / args.every
+    # A frame folder has no frame rate (nor audio): --fps, else FOLDER_FPS.
+    fps = (source.fps if source.kind == "video" else args.fps or Fraction(FOLDER_FPS)) / args.every
     paths = [os.path.join(work, io.frame_name(i + 1)) for i in range(count)]
-    start, end = source.audio_span()
-    if count < source.count:  # an interrupted run: the audio of the finished frames
+    start, end = source.audio_span() or (0.0, None)
+    if count < source.count and source.kind == "video":  # an interrupted run: the audio of the finished frames
         end = source.time_of(count)
     return io.encode_video(paths, args.output, fps, audio_from=source.path if source.has_audio else None,
                            audio_start=start, audio_end=end, crf=args.crf)
