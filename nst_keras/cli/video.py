@@ -192,7 +192,6 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
     save_json(os.path.join(state, "run.json"), record)
     bar = progress_bar(source.count, args.quiet, PROG, unit="frame")
     bar.update(len(finished))
-    frames_meta = []
 
     def callback(progress):
         bar.set_postfix_str(f"frame {progress.frame + 1} it {progress.progress.iteration}/"
@@ -214,7 +213,7 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
             stale = _working_path(state, result.index - max(video.long_term))
             if os.path.exists(stale):  # no later frame warps it
                 os.remove(stale)
-            frames_meta.append(_frame_record(result))
+            _append_record(state, _frame_record(result))
             done += 1
             bar.update(1)
     except KeyboardInterrupt:
@@ -222,7 +221,7 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
         _interrupted(args, source, kind, work, done)
         return 130
     bar.close()
-    summary = dict(record, frames=source.count, frame_records=frames_meta, output_kind=kind)
+    summary = dict(record, frames=source.count, frame_records=_read_records(state, done), output_kind=kind)
     save_json(os.path.join(state, "run.json"), dict(record, complete=True))
     for name in os.listdir(state):
         if name.startswith("working_"):
@@ -234,6 +233,26 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
     save_json(sidecar_path(args.output, ".json") if kind == "video" else os.path.join(work, "nst-video.json"), summary)
     say(f"saved {args.output} ({source.count} frames, {done - len(finished)} stylised in this run)", args.quiet)
     return 0
+
+
+def _append_record(state, entry):
+    """One finished frame's record, kept in the work folder so a resumed run reports every frame."""
+    with open(os.path.join(state, "frames.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _read_records(state, done):
+    """The records of frames 1..done, the latest of each (a frame re-made after a crash counts once)."""
+    path, records = os.path.join(state, "frames.jsonl"), {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line cut short by a crash
+                    continue
+                records[entry["frame"]] = entry
+    return [records[i] for i in sorted(records) if i <= done]
 
 
 def _frame_record(result):
