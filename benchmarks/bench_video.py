@@ -135,7 +135,7 @@ def main():
 
 
 def figures(temporal, independent, directory):
-    """side_by_side.gif (temporal | independent, at the clip's frame rate) and strip.png (four
+    """side_by_side.gif (temporal | independent, at the clip's frame rate) and strip.jpg (four
     consecutive frames of each, one row each)."""
     from PIL import Image
 
@@ -149,7 +149,8 @@ def figures(temporal, independent, directory):
                   duration=int(1000 / float(CLIP["fps"])), loop=0)
     rows = [np.concatenate(sum(([f, gap] for f in clip[4:8]), [])[:-1], 1) for clip in (temporal, independent)]
     band = np.ones((6, rows[0].shape[1], 3), np.float32)
-    Image.fromarray(u8(np.concatenate([rows[0], band, rows[1]], 0))).save(os.path.join(directory, "strip.png"))
+    strip = Image.fromarray(u8(np.concatenate([rows[0], band, rows[1]], 0)))
+    strip.save(os.path.join(directory, "strip.jpg"), quality=90)
 
 
 def write(results, command):
