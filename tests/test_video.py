@@ -112,6 +112,35 @@ def test_generator_input_yields_one_result_per_frame(tiny_extractor):
     assert {f for f, _ in seen} == {0, 1, 2} and {n for _, n in seen} == {None}  # a generator has no length
 
 
+def test_style_masks_and_bfloat16_apply_to_every_frame(tmp_path):
+    """Gatys options reach the later frames too: a style mask restricts the style to its region
+    (the unmasked half stays closer to the content than with no mask), and bfloat16 builds the
+    network in bfloat16 for every frame."""
+    frames = pan(2)[0]
+    mask = np.zeros(OUT_SHAPE, np.uint8)
+    mask[:, : OUT_SHAPE[1] // 2] = 255
+    mask_path = tmp_path / "mask.png"
+    from PIL import Image
+
+    Image.fromarray(mask).save(mask_path)
+    base = GatysConfig(size=48, iterations=8, coarse_size=0, model="vgg16", weights="random", style_weight=1.0,
+                       **LAYERS)
+    style = make_image(36, 36, 7)
+    video = VideoConfig(frame_iterations=6)
+    plain = list(stylize_frames(frames, style, base, video))
+    masked = list(stylize_frames(frames, style, base.replace(style_masks=(str(mask_path),)), video))
+    content = resize_to(frames[1], OUT_SHAPE)
+    right = slice(OUT_SHAPE[1] // 2 + 4, None)  # away from the mask's edge
+    change = lambda r: np.abs(r.image[:, right] - content[:, right]).mean()  # noqa: E731
+    assert masked[1].metadata["start"] == "warped"
+    assert change(masked[1]) < 0.8 * change(plain[1]), (change(masked[1]), change(plain[1]))
+
+    bf16 = list(stylize_frames(frames, style, base.replace(precision="bfloat16", iterations=3),
+                               VideoConfig(frame_iterations=2)))
+    assert [r.metadata["precision"] for r in bf16] == ["bfloat16", "bfloat16"]
+    assert bf16[1].metadata["start"] == "warped" and np.isfinite(bf16[1].metadata["final_loss"])
+
+
 def test_frames_of_different_shapes_are_a_user_error(tiny_extractor):
     frames = [make_image(36, 48, 0), make_image(40, 48, 1)]
     config = GatysConfig(size=48, iterations=1, coarse_size=0, **LAYERS)
