@@ -39,11 +39,15 @@ HELP = {
     "smoothing": "reversible: softening of ReLU and max-pool derivatives (fraction of each layer's spread)",
     "straight_through": "reversible: softened derivatives at the exact network's activations",
     "reversible_tolerance": "reversible: the corrector tolerance",
+    "allow_imprecise": "run a size with too few deep positions per channel for 60 dB anyway (one-line warning) "
+                       "instead of refusing it",
+    "polish": "after the imposition, set all layers together on the image as saved, pixels kept in [0, 1]",
+    "polish_jacobians": "most Jacobians the final polish may take",
     "dead_tolerance": "a channel whose reference mean is below this fraction of its layer's largest is left "
                       "unconstrained",
 }
 ADVANCED = ("tolerance", "max_corrections", "max_refreshes", "fixed_point_iterations", "fixed_point_tolerance",
-            "smoothing", "straight_through", "reversible_tolerance", "dead_tolerance")
+            "smoothing", "straight_through", "reversible_tolerance", "dead_tolerance", "polish_jacobians")
 
 
 def _segments(text):
