@@ -245,20 +245,24 @@ def decoupled_transfer(content, style, config=None, callback=None, extractor=Non
         result, reports, more = impose(net, norm_content, style_features, reference, config,
                                        StageContext("impose", 2 * n, 3 * n, stop.hook, implicit=False))
         stages, history = stages + reports, history + more
-    final = after_clipping = polished = None
+    final = polished = None
+    after_clipping = kept = None
     if result is not None and config.polish and not stop.stopped:
-        final, polished = polish(net, result, style_features, reference, config)
-        after_clipping = polished["saved_snr_db"]
+        final, polished = polish(net, result, reference, config)
     elif result is not None:
         final = _clipped(result)
+    if final is not None:
+        # On the image exactly as saved (clipped to [0, 1], rounded to 8 bits): each layer's SNR
+        # against the style's features, and against the unclipped result's (what saving kept).
         saved = net.split(net.means(as_saved(final, net.shape)))
+        unclipped = net.split(net.means(result))
         after_clipping = {name: finite(snr_db(saved[name], style_features[name])) for name in net.layers}
+        kept = {name: finite(snr_db(saved[name], unclipped[name])) for name in net.layers}
     stop_reason = "callback" if stop.stopped else "completed"
-    # after_clipping_snr_db: each layer's SNR against the style's features on the image exactly as
-    # saved (clipped to [0, 1], rounded to 8 bits).
     metadata = {"version": __version__, "config": config.to_dict(), "extractor": extractor.describe(),
                 "shape": list(net.shape), "total_wall_time_s": time.perf_counter() - t0,
-                "after_clipping_snr_db": after_clipping, "polish": polished, "stop_reason": stop_reason}
+                "after_clipping_snr_db": after_clipping, "saved_vs_result_snr_db": kept, "polish": polished,
+                "stop_reason": stop_reason}
     return DecoupledResult(image=final, normalized_style=_clipped(norm_style),
                            normalized_content=_clipped(norm_content), style_features=style_features,
                            reference=reference, stages=stages, metadata=metadata, history=history,

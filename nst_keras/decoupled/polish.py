@@ -1,14 +1,19 @@
-"""The final polish: every layer's means set together on the image as it will be saved.
+"""The final polish: the image as it will be saved keeps the features the imposition gave it.
 
-The imposition sets block5 .. block1 one after the other, each stage holding only the layers
-below it, so the deeper layers drift as the shallower ones are set (measured at 64x64, three
-layers: block2 / block3 at 4.1 / 6.0 dB of the style's features before any clipping), and its
-pixels leave [0, 1]. The polish starts from the clipped image and follows the straight path from
-its features to the targets of all layers at once with the projected corrector (min-norm steps
-on the stacked rows of every layer), with the pixel bounds as an active set: pixels at a bound
-when a Jacobian is taken are held (their columns zeroed), every trial point is clipped to
-[0, 1]. Its last word is the 8-bit rounding of the PNG writer; the SNRs it reports as saved are
-those of that image.
+The imposition leaves pixels outside [0, 1] (up to a few percent, by up to ~0.5), and clipping
+them throws features away (64x64, three layers: 86.8 dB -> 41.2 dB at block1). The polish starts
+from the clipped image and brings every layer's means back to those of the unclipped result
+with the projected corrector (min-norm steps on the stacked rows of all layers, one path segment)
+and the pixel bounds as an active set: pixels at a bound when a Jacobian is taken are held
+(their columns zeroed), every trial point is clipped to [0, 1]. Its last word is the 8-bit
+rounding of the PNG writer; the SNRs it reports as saved are those of that image.
+
+Why not polish towards the style's recorded features c_1..c_K of every layer at once: they were
+recorded at different depths of the style's normalisation, and together they are not reachable
+(64x64, two layers: the corrector stalls at 11 dB after 72 Jacobians, while the same start
+reaches the style's own features of both layers at 82 dB with 5). The imposition holds only the
+layers below the one it sets, so the result carries c_1 at block1 and the deeper layers drift
+(docs/decoupled/NUMERICS.md, "The saved image").
 """
 import time
 
@@ -19,7 +24,7 @@ from .projected import ProjectedStage, factorise
 from .records import finite, snr_db
 from .stage import Stage, StageContext, constrained_rows, path_ends
 
-SEGMENTS = 4  # of the polish's path from the clipped image's features to the targets
+SEGMENTS = 1  # of the polish's path (the clipped image starts ~40 dB from its goal: one suffices)
 
 
 def as_saved(x, shape):
@@ -41,25 +46,27 @@ class PolishStage(ProjectedStage):
     the pixel bounds as an active set: pixels at a bound when a Jacobian is taken are held (their
     columns zeroed), and every trial point is clipped to [0, 1]."""
 
+    box = True  # False: no bounds (for measuring what the bounds cost)
+
     def __init__(self, stage, goal, reference, config):
         super().__init__(stage, goal[stage.net.offsets[stage.k]:], reference, config)
         self.goal_all = goal
 
     def admissible(self, x):
-        return np.clip(x, 0, 1)
+        return np.clip(x, 0, 1) if self.box else x
 
     def goal(self, s):
         return (1 - s) * self.f_start + s * self.goal_all
 
     def factor(self, at):
         solver = factorise(self.net, at, self.k, self.rows, self.config.dead_tolerance, exact=True,
-                           held=(at <= 0) | (at >= 1))
+                           held=((at <= 0) | (at >= 1)) if self.box else None)
         self.stats.jacobians += 1
         return solver
 
     def run(self, x):
         net, k = self.net, self.k
-        x = np.clip(x, 0, 1)
+        x = self.admissible(x)
         self.f_start = net.means(x)
         self.lo = net.offsets[k]
         self.rows = constrained_rows(net, k, self.f_start, self.target, self.reference.dead,
@@ -75,11 +82,12 @@ class PolishStage(ProjectedStage):
         return x
 
 
-def polish(net, image, features, reference, config, callback=None):
+def polish(net, image, reference, config, features=None, callback=None):
     """Set all layers' means to `features` on the saved form of `image`, pixels in [0, 1].
 
     Args:
-        net: a FeatureMeans; image: the imposed image (any range); features: {layer: target means}.
+        net: a FeatureMeans; image: the imposed image (any range); features: {layer: target
+            means} (default: the unclipped image's own).
         reference: its dead channels stay unconstrained; config: tolerance, max_corrections,
             max_refreshes, polish_jacobians, dead_tolerance.
         callback: called with a DecoupledProgress after every corrector iteration.
@@ -87,6 +95,8 @@ def polish(net, image, features, reference, config, callback=None):
         (image as saved, float32 [H, W, 3] in [0, 1] on the 8-bit grid; report dict).
     """
     t0 = time.perf_counter()
+    if features is None:
+        features = net.split(net.means(np.asarray(image, np.float64).reshape(-1)))
     goal = np.concatenate([np.asarray(features[n], np.float64) for n in net.layers])
     stage = Stage(net, len(net.layers) - 1, StageContext(kind="polish", num_stages=1, callback=callback,
                                                          implicit=False))
