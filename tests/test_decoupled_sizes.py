@@ -42,11 +42,17 @@ def test_smallest_size_is_the_first_with_enough_positions_per_live_channel(aspec
     assert not shortfall(size_for_long_side(aspect, size), reference, ("block5_conv1",))
 
 
-def test_square_128_passes_with_the_measured_live_channels():
-    # 128x128 reached 60 dB with 213 live block5 channels (BENCHMARKS.md, decoupled-128); 128x96 did not.
+def test_square_128_runs_with_a_warning_up_front_and_256_without():
+    # 128x128 (0.30 per channel) reached 60 dB with one pair and 41.8 dB with another; 128x96 never.
     reference = _reference({"block5_conv1": 213})
+    config = dc.DecoupledConfig(size=128, layers=("block5_conv1",))
     assert not shortfall((128, 128), reference, ("block5_conv1",))
     assert shortfall((96, 128), reference, ("block5_conv1",))
+    said = []
+    assert check_positions((128, 128), reference, config, said.append) == []
+    assert len(said) == 1 and "may stop below 60 dB" in said[0] and "--size 176 or more" in said[0], said
+    said.clear()
+    assert check_positions((256, 256), reference, config.replace(size=256), said.append) == [] and not said
 
 
 def test_refusal_names_the_smallest_size_and_allow_imprecise_only_warns():
