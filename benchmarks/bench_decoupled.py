@@ -1,7 +1,8 @@
 """Decoupled mode: precision, cost and round trip of steps 0-3 on the samples (writes BENCHMARKS.md).
 
-    python benchmarks/bench_decoupled.py [--sizes 128 256] [--parts transfer penalty reversible]
+    python benchmarks/bench_decoupled.py [--sizes 128 256] [--parts transfer penalty reversible shapes]
                                          [--no-round-trip] [--penalty-steps 100] [--no-write]
+                                         [--shapes 4:3 3:4 16:9 1:1] [--fit]
 
 Parts, each written to its own BENCHMARKS.md section:
 - transfer (section decoupled-SIZE, per size): reference (step 0), style and content
@@ -13,6 +14,10 @@ Parts, each written to its own BENCHMARKS.md section:
 - reversible (decoupled-reversible, or --section; sizes and layers from --reversible): the
   round trip with the 'reversible' method (layers after the first --reversible-layers take the
   projected scheme).
+- shapes (decoupled-shapes): decoupled_transfer as the CLI runs it (size rule, polish) on
+  content/style pairs cropped in the benchmark to each --shapes aspect ratio, at each --sizes long
+  side: a refused size is reported with the smallest size the rule names, and with --fit that size
+  is run instead. Reports wall time, passes per stage, stage SNRs and the SNRs of the image as saved.
 Images for the README go to docs/decoupled/.
 """
 import argparse
@@ -30,7 +35,10 @@ import numpy as np  # noqa: E402
 
 from benchmarks._report import write_section  # noqa: E402
 from nst_keras import decoupled as dc  # noqa: E402
-from nst_keras.image import center_crop, contact_sheet, load_image, save_png  # noqa: E402
+from nst_keras.decoupled.sizes import shortfall, smallest_size  # noqa: E402
+from nst_keras.errors import UserError  # noqa: E402
+from nst_keras.image import center_crop, contact_sheet, load_image, save_png, size_for_long_side  # noqa: E402
+from nst_keras.precision import cpu_model_and_flags  # noqa: E402
 
 DOCS = os.path.join(ROOT, "docs", "decoupled")
 
@@ -252,6 +260,96 @@ def _markdown_reversible(rev):
         "each stage.", "", stage_table(rev["stages"], show_method=deep), ""]
 
 
+def shape_pairs(shapes):
+    """(aspect (h, w), content path, style path) per shape, content and style taken in turn from
+    the samples so that every pair differs."""
+    contents = sorted(glob.glob(os.path.join(ROOT, "samples", "content_*.jpg")))
+    styles = sorted(glob.glob(os.path.join(ROOT, "samples", "style_*.jpg")))
+    out = []
+    for i, text in enumerate(shapes):
+        w, h = (int(v) for v in text.split(":"))
+        out.append(((h, w), contents[i % len(contents)], styles[i % len(styles)]))
+    return out
+
+
+def run_shape(aspect, size, content_path, style_path, config, log, fit):
+    """One decoupled_transfer of a pair cropped to `aspect` at long side `size` (the size rule
+    first: a refusal is recorded, and with fit=True the smallest accepted size is run)."""
+    shape = size_for_long_side(aspect, size)
+    content = center_crop(load_image(content_path), shape)
+    style = center_crop(load_image(style_path), shape)
+    out = {"aspect": f"{aspect[1]}:{aspect[0]}", "requested_size": size, "content": os.path.basename(content_path),
+           "style": os.path.basename(style_path), "refused": None}
+    run = config.replace(size=size)
+    net, _ = dc.build_net(run, shape)
+    reference = dc.reference_features(net, run.noise_draws, run.seed, run.dead_tolerance)
+    short = shortfall(shape, reference, run.layers)
+    if short:
+        smallest = smallest_size(shape, {n: live for n, _, live in short}, run.max_size)
+        try:
+            dc.check_positions(shape, reference, run)
+        except UserError as error:
+            out["refused"] = str(error)
+        if not fit or smallest is None:
+            return out
+        run = run.replace(size=smallest)
+        shape = size_for_long_side(aspect, smallest)
+        content, style = center_crop(load_image(content_path), shape), center_crop(load_image(style_path), shape)
+    log(f"  {out['aspect']} {shape[1]}x{shape[0]}: {out['content']} + {out['style']}")
+
+    def cb(p):
+        if p.report is not None:
+            r = p.report
+            log(f"    {p.stage} {p.layer}: set {r['set_snr_db']:.1f} dB, earlier {_fmt(r['min_earlier_snr_db'])} dB, "
+                f"{r.get('jacobians')} Jacobians, {r['wall_time_s']:.0f} s")
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = dc.decoupled_transfer(content, style, run, callback=cb)
+    out.update({"shape": list(shape), "size": run.size, "wall_s": time.perf_counter() - t0,
+                "cpu_s": time.process_time() - c0, "stages": result.stages, "totals": dc.totals(result.stages),
+                "after_clipping_snr_db": result.metadata["after_clipping_snr_db"],
+                "saved_vs_result_snr_db": result.metadata["saved_vs_result_snr_db"],
+                "polish": result.metadata["polish"]})
+    sheet = contact_sheet([content, style, result.image], ["content", "style", "result (as saved)"], columns=3,
+                          cell=max(shape))
+    save_png(os.path.join(DOCS, f"shape_{aspect[1]}x{aspect[0]}_{run.size}.png"), sheet)
+    return out
+
+
+def _db(values):
+    return " / ".join(_fmt(v) for v in values.values()) if values else "–"
+
+
+def markdown_shapes(runs, command, load):
+    cpu = cpu_model_and_flags("/proc/cpuinfo")[0] or "unknown CPU"
+    out = ["## Decoupled mode: shapes and sizes (the size rule, the polish, the image as saved)", "",
+           f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). CPU: **{cpu}**, "
+           f"{os.cpu_count()} cores; 1-min load average at the start: {load}. Bundled VGG16 (weights `hed`), "
+           "block1..5_conv1, method projected; each pair is cropped to its shape in the benchmark, the style "
+           "centre-cropped to the content's shape, and run by `decoupled_transfer` as the CLI runs it.", "",
+           "SNRs per layer are block1 / block2 / block3 / block4 / block5. *As saved*: the image clipped to "
+           "[0, 1] and rounded to 8 bits, against the style's recorded features (`after_clipping_snr_db`) and "
+           "against the unclipped result's own features (`saved_vs_result_snr_db`, what saving kept).", "",
+           "| shape | pair | size (px) | outcome | wall min | fwd / rev passes | min set SNR dB | min earlier SNR dB "
+           "| polish (Jacobians, s) | as saved vs style dB | as saved vs result dB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        pair = f"{r['content']} + {r['style']}"
+        if r.get("stages") is None:
+            out.append(f"| {r['aspect']} | {pair} | {r['requested_size']} | refused: {r['refused']} | | | | | | | |")
+            continue
+        t, pol = r["totals"], r["polish"] or {}
+        outcome = "ran" if not r["refused"] else f"refused at {r['requested_size']}, ran the size named"
+        out.append(f"| {r['aspect']} | {pair} | {r['shape'][1]}x{r['shape'][0]} | {outcome} | {r['wall_s'] / 60:.1f} | "
+                   f"{t['forward_passes']} / {t['reverse_passes']} | {t['min_set_snr_db']:.1f} | "
+                   f"{_fmt(t['min_earlier_snr_db'])} | {pol.get('jacobians', '–')}, {pol.get('wall_time_s', 0):.0f} | "
+                   f"{_db(r['after_clipping_snr_db'])} | {_db(r['saved_vs_result_snr_db'])} |")
+    for r in runs:
+        if r.get("stages"):
+            out += ["", f"### {r['aspect']}, {r['shape'][1]}x{r['shape'][0]}: stages", "", stage_table(r["stages"])]
+    return "\n".join(out) + "\n"
+
+
 def _reversible_item(text):
     """SIZE:LAYERS[:SEGMENTS] -> (size, layers, segments or None)."""
     try:
@@ -269,7 +367,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--parts", nargs="+", default=["transfer", "penalty", "reversible"],
-                   choices=["transfer", "penalty", "reversible"])
+                   choices=["transfer", "penalty", "reversible", "shapes"])
+    p.add_argument("--shapes", nargs="+", default=["4:3", "3:4", "16:9", "1:1"],
+                   help="shapes part: aspect ratios W:H, one content/style pair each (default: %(default)s)")
+    p.add_argument("--fit", action="store_true", help="shapes part: run a refused size at the smallest size named")
     p.add_argument("--no-round-trip", action="store_true", help="transfer part: skip the round trip")
     p.add_argument("--reversible", nargs="+", type=_reversible_item,
                    default=[(64, 2, (16, 8)), (128, 2, None)],
@@ -282,7 +383,8 @@ def main(argv=None):
                    help="reversible part: take the softened derivatives at the softened network's own values "
                         "instead of straight through at the exact ones (section decoupled-reversible-soft)")
     p.add_argument("--section", default=None,
-                   help="reversible part: BENCHMARKS.md section to write (default: decoupled-reversible[-soft])")
+                   help="reversible / shapes part: BENCHMARKS.md section to write (default: decoupled-reversible[-soft], "
+                        "decoupled-shapes)")
     p.add_argument("--penalty-steps", type=int, default=100)
     p.add_argument("--no-write", action="store_true", help="print the markdown instead of writing BENCHMARKS.md")
     p.add_argument("--json", default=None, help="also dump the raw results here")
@@ -322,6 +424,13 @@ def main(argv=None):
             save_figures(res)
             raw[f"transfer_{size}"] = {k: v for k, v in res.items() if k != "images"}
             publish(f"decoupled-{size}", markdown_size(res, command, at_start))
+    if "shapes" in args.parts:
+        at_start, raw["shapes"] = load(), []
+        for size in args.sizes:
+            for aspect, content_path, style_path in shape_pairs(args.shapes):
+                log(f"shape {aspect[1]}:{aspect[0]} at size {size}")
+                raw["shapes"].append(run_shape(aspect, size, content_path, style_path, config, log, args.fit))
+                publish(args.section or "decoupled-shapes", markdown_shapes(raw["shapes"], command, at_start))
     size = args.sizes[0]
     if "penalty" in args.parts:
         at_start = load()

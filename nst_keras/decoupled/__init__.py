@@ -44,8 +44,10 @@ Layout, one idea per module: config (DecoupledConfig, the one home of defaults),
 (Reference, DecoupledResult, measures), features (FeatureMeans: the compiled features and
 Jacobians), smoothing (the network run op by op: softened derivatives, float64 features),
 reference (step 0), stage (a stage's bookkeeping), projection (min-norm linear
-algebra), projected / reversible / penalty (the three schemes), pipeline (steps 1-3 and the
-runs built from them), figures.
+algebra), projected / reversible / penalty (the three schemes), sizes (the rule that refuses a
+working shape too small for the 60 dB precision, before any stage), polish (the saved image, in
+[0, 1] and 8 bits, brought back to the result's features), pipeline (steps 1-3 and the runs
+built from them), figures.
 """
 from .config import END_SPLITS, LAYERS, METHODS, SEGMENTS, WAKE_REFRESH_ERROR, DecoupledConfig
 from .features import FeatureMeans
@@ -54,11 +56,12 @@ from .pipeline import build_net, decoupled_transfer, impose, normalize, prepare,
 from .records import DecoupledResult, Reference, snr_db, totals
 from .reference import reference_features
 from .pipeline import set_layer
+from .sizes import check_positions
 from .stage import StageContext, path_ends
 
 __all__ = [
     "DecoupledConfig", "DecoupledResult", "FeatureMeans", "Reference", "StageContext",
     "decoupled_transfer", "normalize", "impose", "round_trip", "prepare", "build_net", "set_layer",
     "reference_features", "snr_db", "totals", "path_ends", "convergence_figure", "reference_figure",
-    "METHODS", "SEGMENTS", "LAYERS", "END_SPLITS", "WAKE_REFRESH_ERROR",
+    "check_positions", "METHODS", "SEGMENTS", "LAYERS", "END_SPLITS", "WAKE_REFRESH_ERROR",
 ]

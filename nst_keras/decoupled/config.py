@@ -57,6 +57,12 @@ class DecoupledConfig:
         penalty_steps, penalty_learning_rate: SGD steps per layer and learning rate of 'penalty'
             [--penalty-steps, --penalty-learning-rate] (thesis: 5e-4, up to 50,000 steps).
         seed: seeds the noise draws and random weights [--seed].
+        allow_imprecise: run a working shape with too few deep positions per live channel for the
+            60 dB precision (sizes.py) with a one-line warning, instead of refusing it
+            [--allow-imprecise].
+        polish: after the imposition, set every layer's means together on the image as it will be
+            saved, pixels kept in [0, 1] (polish.py) [--polish]; polish_jacobians: at most this many
+            Jacobians for it.
     """
 
     size: int = 128
@@ -80,6 +86,9 @@ class DecoupledConfig:
     penalty_steps: int = 200
     penalty_learning_rate: float = 5e-4
     seed: int = 0
+    allow_imprecise: bool = False
+    polish: bool = True
+    polish_jacobians: int = 6
 
     @property
     def path_segments(self):
@@ -120,7 +129,8 @@ class DecoupledConfig:
             hint = difflib.get_close_matches(str(self.method), METHODS, n=1)
             raise UserError(f"unknown method '{self.method}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
                             + f"; accepted: {', '.join(METHODS)}")
-        for name in ("size", "max_size", "noise_draws", "max_corrections", "penalty_steps", "reversible_layers"):
+        for name in ("size", "max_size", "noise_draws", "max_corrections", "penalty_steps", "reversible_layers",
+                     "polish_jacobians"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} {value!r}; accepted: a positive whole number")
@@ -140,8 +150,9 @@ class DecoupledConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UserError(f"{name} {value!r}; accepted: a finite number > 0")
-        if not isinstance(self.straight_through, bool):
-            raise UserError(f"straight_through {self.straight_through!r}; accepted: True or False")
+        for name in ("straight_through", "allow_imprecise", "polish"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} {getattr(self, name)!r}; accepted: True or False")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed {self.seed!r}; accepted: a whole number >= 0")
         return self

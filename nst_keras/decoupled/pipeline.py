@@ -17,10 +17,12 @@ from ..errors import UserError
 from .config import DecoupledConfig
 from .features import FeatureMeans
 from .penalty import penalty_stage
+from .polish import as_saved, polish
 from .projected import ProjectedStage
 from .records import DecoupledResult, by_layer, finite, snr_db
 from .reference import reference_features
 from .reversible import ReversibleStage
+from .sizes import check_positions
 from .stage import Stage, StageContext
 
 
@@ -227,6 +229,7 @@ def decoupled_transfer(content, style, config=None, callback=None, extractor=Non
     t0 = time.perf_counter()
     net, extractor = build_net(config, content.shape[:2], extractor, notify)
     reference = reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+    check_positions(net.shape, reference, config, notify)  # before any stage: refuse, or say so
     n = len(net.layers)
     stop = _StopRequest(callback)
     norm_style, style_features, stages, history = normalize(net, style, reference, config,
@@ -242,15 +245,24 @@ def decoupled_transfer(content, style, config=None, callback=None, extractor=Non
         result, reports, more = impose(net, norm_content, style_features, reference, config,
                                        StageContext("impose", 2 * n, 3 * n, stop.hook, implicit=False))
         stages, history = stages + reports, history + more
-    final = _clipped(result)
-    after_clipping = None
+    final = polished = None
+    after_clipping = kept = None
+    if result is not None and config.polish and not stop.stopped:
+        final, polished = polish(net, result, reference, config)
+    elif result is not None:
+        final = _clipped(result)
     if final is not None:
-        clipped = net.split(net.means(final))
-        after_clipping = {name: finite(snr_db(clipped[name], style_features[name])) for name in net.layers}
+        # On the image exactly as saved (clipped to [0, 1], rounded to 8 bits): each layer's SNR
+        # against the style's features, and against the unclipped result's (what saving kept).
+        saved = net.split(net.means(as_saved(final, net.shape)))
+        unclipped = net.split(net.means(result))
+        after_clipping = {name: finite(snr_db(saved[name], style_features[name])) for name in net.layers}
+        kept = {name: finite(snr_db(saved[name], unclipped[name])) for name in net.layers}
     stop_reason = "callback" if stop.stopped else "completed"
     metadata = {"version": __version__, "config": config.to_dict(), "extractor": extractor.describe(),
                 "shape": list(net.shape), "total_wall_time_s": time.perf_counter() - t0,
-                "after_clipping_snr_db": after_clipping, "stop_reason": stop_reason}
+                "after_clipping_snr_db": after_clipping, "saved_vs_result_snr_db": kept, "polish": polished,
+                "stop_reason": stop_reason}
     return DecoupledResult(image=final, normalized_style=_clipped(norm_style),
                            normalized_content=_clipped(norm_content), style_features=style_features,
                            reference=reference, stages=stages, metadata=metadata, history=history,

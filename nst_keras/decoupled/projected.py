@@ -54,14 +54,17 @@ class StageStats:
                 "woken": sorted(self.woken), "dependent": sorted(self.dependent)}
 
 
-def factorise(net, x, k, rows, dead_tolerance, exact=True):
+def factorise(net, x, k, rows, dead_tolerance, exact=True, held=None):
     """ConstraintSolver on the stacked Jacobian of the constrained rows at x, with rows dead per
-    layer removed (of the smoothed network if the net has smoothing and exact=False)."""
+    layer removed (of the smoothed network if the net has smoothing and exact=False). `held`: a
+    mask of image values the steps must not move (their columns are zeroed)."""
     blocks, kept_rows, dead_rows = [], [], []
     for j in range(k + 1):
         lo, hi = net.offsets[j], net.offsets[j + 1]
         sel = rows[(rows >= lo) & (rows < hi)]
         jac = net.jacobian(x, j, sel - lo, exact=exact)
+        if held is not None:
+            jac[:, held] = 0
         norms = np.linalg.norm(jac, axis=1)
         ok = norms > 1e-6 * max(norms.max(initial=0.0), 1e-30)
         blocks.append(jac[ok])
@@ -106,6 +109,10 @@ class ProjectedStage:
         """A stalled chord: a fresh Jacobian at the current point; returns (solver, secant)."""
         solver = self.factor(x)
         return solver, Broyden(solver)
+
+    def admissible(self, x):
+        """A trial point as the scheme accepts it (here any; the polish clips to [0, 1])."""
+        return x
 
     def wake_before(self, x):
         """Before the first Jacobian (so that it has their rows): lift channels zero everywhere."""
@@ -195,7 +202,7 @@ class ProjectedStage:
             stats.corrections += 1
             step = 1.0
             for _ in range(5):  # damping: halve the step until the error drops
-                x_try = x + step * dx
+                x_try = self.admissible(x + step * dx)
                 f_try = net.means(x_try, self.k)
                 err_try = stage.layer_errors(f_try, g, solver.rows).max()
                 if err_try < err:

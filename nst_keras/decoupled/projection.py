@@ -71,6 +71,18 @@ class MinNormSolver:
         y = scipy.linalg.cho_solve(self._chol, b[self.kept] / self._scale)
         return self._unit.T @ y
 
+    def coefficients(self, b):
+        """y with solve(b) = expand(y): the min-norm solution's coefficients on the kept unit rows."""
+        b = np.asarray(b, dtype=np.float64)
+        if not self.kept.size:
+            return np.zeros(0)
+        return scipy.linalg.cho_solve(self._chol, b[self.kept] / self._scale)
+
+    @property
+    def row_norms(self):
+        """Norms of the kept rows of A (the unit rows are the kept rows divided by them)."""
+        return self._scale
+
     def scaled_residual(self, b):
         """b on the kept rows, in the units of the unit-scaled rows (what solve() works with)."""
         return np.asarray(b, dtype=np.float64)[self.kept] / self._scale
