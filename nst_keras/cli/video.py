@@ -190,11 +190,20 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
     state = os.path.join(work, STATE)
     os.makedirs(state, exist_ok=True)
     save_json(os.path.join(state, "run.json"), record)
-    bar = progress_bar(source.count, args.quiet, PROG, unit="frame")
-    bar.update(len(finished))
+    bars = []  # made at the first iteration, after the network's messages (the weights fallback)
+
+    def bar():
+        if not bars:
+            bars.append(progress_bar(source.count, args.quiet, PROG, unit="frame"))
+            bars[0].update(len(finished))
+        return bars[0]
+
+    def close():
+        for made in bars:
+            made.close()
 
     def callback(progress):
-        bar.set_postfix_str(f"frame {progress.frame + 1} it {progress.progress.iteration}/"
+        bar().set_postfix_str(f"frame {progress.frame + 1} it {progress.progress.iteration}/"
                             f"{progress.progress.total_iterations} loss {progress.progress.loss:.4g}")
         return False
 
@@ -204,7 +213,7 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
                                      notify=lambda m: say(m, args.quiet),
                                      finished=finished):
             if result.stop_reason != "completed":
-                bar.close()
+                close()
                 print(f"{PROG}: the loss became non-finite at frame {result.index + 1}; kept the {done} finished "
                       f"frames in {work}", file=sys.stderr)
                 return 1
@@ -215,12 +224,12 @@ def _stylize(args, config, video, source, styles, kind, work, record, finished):
                 os.remove(stale)
             _append_record(state, _frame_record(result))
             done += 1
-            bar.update(1)
+            bar().update(1)
     except KeyboardInterrupt:
-        bar.close()
+        close()
         _interrupted(args, source, kind, work, done)
         return 130
-    bar.close()
+    close()
     summary = dict(record, frames=source.count, frame_records=_read_records(state, done), output_kind=kind)
     save_json(os.path.join(state, "run.json"), dict(record, complete=True))
     for name in os.listdir(state):
