@@ -1,6 +1,9 @@
-"""Write one named section of BENCHMARKS.md, leaving the other sections untouched."""
+"""What every benchmark shares: one named section of BENCHMARKS.md written (the others left
+untouched), a timestamped log line, the CPU model beside every figure."""
 import os
 import re
+import sys
+import time
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
 HEADER = ("# Benchmarks\n\nFigures measured on the project's 2-core CPU machine (no GPU). Each section "
@@ -19,3 +22,15 @@ def write_section(name, markdown, path=BENCHMARKS):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo ('unknown' where there is none)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from nst_keras.precision import cpu_model_and_flags
+
+    return cpu_model_and_flags("/proc/cpuinfo")[0] or "unknown"

@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
+from _report import log  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -42,10 +43,6 @@ PARTS = ("recipes", "overhead", "memory", "c2f", "readme", "precision")
 C2F_DEFAULT = ["256:60:256/30,128/30,128/100", "512:60:256/30,128/30,128/100", "1024:40:256/30"]
 # Images written by the runs, to look at (not part of the repository).
 OUT = os.environ.get("NST_BENCH_OUT") or os.path.join(tempfile.gettempdir(), "nst_keras_bench")
-
-
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def loadavg():

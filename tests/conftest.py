@@ -16,6 +16,15 @@ def make_image(h, w, seed=0):
     return np.clip(np.stack(planes, -1) + rng.normal(0, 0.05, (h, w, 3)), 0, 1).astype(np.float32)
 
 
+def gradient_image(seed, size):
+    """A square test image for the decoupled tests: two ramps and a sine, with 20 % noise,
+    float32 [size, size, 3] in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = np.stack([xx, yy, 0.5 + 0.3 * np.sin(6 * xx * yy)], axis=-1)
+    return np.clip(0.8 * base + 0.2 * rng.random((size, size, 3)), 0, 1).astype(np.float32)
+
+
 def write_image(path, h=40, w=48, seed=0, mode="RGB"):
     arr = (make_image(h, w, seed) * 255).astype(np.uint8)
     img = Image.fromarray(arr, "RGB")

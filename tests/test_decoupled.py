@@ -11,7 +11,7 @@ from nst_keras.cli.decoupled import main
 from nst_keras.decoupled.projection import Broyden, ConstraintSolver
 from nst_keras.decoupled.stage import constrained_rows
 from nst_keras.errors import UserError
-from conftest import interrupting_bar
+from conftest import gradient_image, interrupting_bar
 from nst_keras.progress import DecoupledProgress
 
 SIZE = 32
@@ -20,10 +20,7 @@ CONFIG = dc.DecoupledConfig(size=SIZE, weights="random", layers=TWO, segments=(2
 
 
 def _image(seed, size=SIZE):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    base = np.stack([xx, yy, 0.5 + 0.3 * np.sin(6 * xx * yy)], axis=-1)
-    return np.clip(0.8 * base + 0.2 * rng.random((size, size, 3)), 0, 1).astype(np.float32)
+    return gradient_image(seed, size)
 
 
 @pytest.fixture(scope="module")

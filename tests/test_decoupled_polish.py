@@ -5,16 +5,14 @@ import pytest
 from nst_keras import decoupled as dc
 from nst_keras.decoupled.polish import as_saved, polish
 from nst_keras.image import to_uint8
+from conftest import gradient_image
 
 SIZE = 32
 CONFIG = dc.DecoupledConfig(size=SIZE, weights="random", layers=dc.LAYERS[:2], segments=(2, 2), noise_draws=4)
 
 
 def _image(seed):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    base = np.stack([xx, yy, 0.5 + 0.3 * np.sin(6 * xx * yy)], axis=-1)
-    return np.clip(0.8 * base + 0.2 * rng.random((SIZE, SIZE, 3)), 0, 1).astype(np.float32)
+    return gradient_image(seed, SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def stylize_frames(frames, style, config=None, video=None, callback=None, extrac
     Raises:
         UserError: bad options, frames of different shapes, or a resume without the results it needs.
     """
-    from ..models import build_extractor
+    from ..models import build_extractor, resolve_precision
 
     config = (config or GatysConfig()).validate()
     video = (video or VideoConfig()).validate()
@@ -76,7 +76,7 @@ def stylize_frames(frames, style, config=None, video=None, callback=None, extrac
     if extractor is None:  # one network for every frame
         extractor = build_extractor(config.model, config.weights, list(config.content_layers) + list(config.style_layers),
                                     seed=config.seed, notify=notify, pooling=config.pooling,
-                                    precision=_precision(config, notify))
+                                    precision=resolve_precision(config.precision, notify))
     later = config.replace(iterations=video.frame_iterations)
     past = deque(maxlen=max(video.long_term))  # (frame at output size, working result), newest last
     shape = None
@@ -139,13 +139,6 @@ def _check_resume(index, finished, video, past):
     if index and finished and len(past) < min(index, max(video.long_term)):
         raise UserError(f"resuming at frame {index} needs the results of frames {max(0, index - max(video.long_term))}"
                         f"-{index - 1}; accepted: finished results of the frames just before the first one to do")
-
-
-def _precision(config, notify):
-    from ..models import native_bfloat16, resolve_precision
-
-    native = native_bfloat16() if config.precision != "float32" else (False, "")
-    return resolve_precision(config.precision, notify, native)
 
 
 def _once(notify):
