@@ -86,3 +86,36 @@ def test_cli_refuses_a_size_too_small_for_the_shape_with_exit_2(tmp_path, capsys
                  "--noise-draws", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "accepted: --size" in err[0] and "block3_conv1" in err[0], err
+
+
+def test_without_a_size_the_run_moves_to_the_smallest_accepted_size(tiny_extractor, monkeypatch):
+    """No size given: the start size (DEFAULT_SIZE, 16 here) is refused for a 4:3 image, so the run
+    takes the smallest size the rule accepts, says so in one line and records it in the config."""
+    from nst_keras.decoupled import pipeline
+
+    monkeypatch.setattr(pipeline, "DEFAULT_SIZE", 16)
+    config = dc.DecoupledConfig(weights="random", layers=THREE, noise_draws=2)
+    assert config.size is None
+    content = np.random.default_rng(0).random((60, 80, 3)).astype(np.float32)
+    said = []
+    run, c, s, net, _, reference = pipeline.working_size(content, content, config, tiny_extractor, said.append)
+    at_start = dc.build_net(config.replace(size=16), (12, 16), tiny_extractor)[0]
+    short = shortfall((12, 16), dc.reference_features(at_start, 2, 0, config.dead_tolerance), THREE)
+    expected = smallest_size((12, 16), {n: live for n, _, live in short}, config.max_size)
+    assert short and expected > 16
+    assert run.size == expected and net.shape == size_for_long_side((60, 80), expected) == c.shape[:2] == s.shape[:2]
+    assert len(said) == 1 and said[0].startswith(f"size {expected}:") and "block3_conv1" in said[0], said
+    assert check_positions(net.shape, reference, run, [].append) == []  # accepted (0.3-0.5: a warning)
+    # A size the user gives is never changed: it is refused instead.
+    assert pipeline.working_size(content, content, config.replace(size=16), tiny_extractor, said.append)[0].size == 16
+    assert len(said) == 1
+
+
+def test_the_size_flag_defaults_to_the_size_rule():
+    from nst_keras.cli.decoupled import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["a.png", "b.png", "-o", "c.png"]).size is None
+    assert parser.parse_args(["a.png", "b.png", "-o", "c.png", "--size", "160"]).size == 160
+    with pytest.raises(UserError, match="size 0"):
+        dc.DecoupledConfig(size=0).validate()

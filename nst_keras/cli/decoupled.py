@@ -18,7 +18,8 @@ SAVED_TARGET_DB = 40  # what the saved image must keep of the result's features,
 
 # Help per DecoupledConfig field; fields in ADVANCED go to their own group of the --help page.
 HELP = {
-    "size": "long side of the working image in px",
+    "size": "long side of the working image in px (default: 128, or the smallest size the size rule accepts "
+            "for the content's shape: 160 for 4:3 and 3:4, 176 for 16:9)",
     "max_size": "largest accepted --size",
     "model": "vgg16 or vgg19",
     "weights": "auto, hed, imagenet, random or a .h5 path",
@@ -62,7 +63,7 @@ def _layers(text):
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-_TYPES = {"layers": _layers, "segments": _segments}
+_TYPES = {"layers": _layers, "segments": _segments, "size": int}
 
 
 def _config_class():
@@ -141,8 +142,9 @@ def _run(argv):
     from ..image import load_image
 
     notify = lambda message: say(message, args.quiet)  # noqa: E731
-    content = load_image(args.content, "content image", notify, long_side=config.size)
-    style = load_image(args.style, "style image", notify, long_side=config.size)
+    long_side = config.size or config.max_size  # no --size: the size rule chooses one up to --max-size
+    content = load_image(args.content, "content image", notify, long_side=long_side)
+    style = load_image(args.style, "style image", notify, long_side=long_side)
     return _transfer_and_save(args, config, content, style, outputs)
 
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 LAYERS = tuple(f"block{k}_conv1" for k in range(1, 6))
+# The long side a run without a size starts from; raised when the size rule (sizes.py) refuses it
+# for the content's aspect ratio.
+DEFAULT_SIZE = 128
 METHODS = ("projected", "reversible", "penalty")
 # Path segments per layer (block1..5) by method; the reversible scheme needs short segments.
 SEGMENTS = {"projected": (4, 2, 2, 1, 1), "reversible": (32, 16, 8, 1, 1), "penalty": (4, 2, 2, 1, 1)}
@@ -28,7 +31,10 @@ class DecoupledConfig:
     """Everything that determines a decoupled-mode result.
 
     Attributes (CLI flag in brackets):
-        size: long side of the working image in pixels [--size]; max_size: largest accepted [--max-size].
+        size: long side of the working image in pixels [--size]; None: DEFAULT_SIZE (128), raised to
+            the smallest size the size rule (sizes.py) accepts for the content's aspect ratio when
+            128 is refused (160 for 4:3 and 3:4, 176 for 16:9); the result's metadata records the size
+            used. max_size: largest accepted [--max-size].
         model, weights: feature network and weight source [--model, --weights].
         layers: the layers set one after the other, shallow to deep (default block1..5_conv1).
         method: 'projected' (min-norm continuation), 'reversible' (the same, made exactly invertible:
@@ -65,7 +71,7 @@ class DecoupledConfig:
             Jacobians for it.
     """
 
-    size: int = 128
+    size: int = None
     max_size: int = 1024
     model: str = "vgg16"
     weights: str = "auto"
@@ -132,14 +138,17 @@ class DecoupledConfig:
         for name in ("size", "max_size", "noise_draws", "max_corrections", "penalty_steps", "reversible_layers",
                      "polish_jacobians"):
             value = getattr(self, name)
+            if name == "size" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{name} {value!r}; accepted: a positive whole number")
+                raise UserError(f"{name} {value!r}; accepted: a positive whole number"
+                                + (" (or None: chosen by the size rule)" if name == "size" else ""))
         from ..models import min_image_side
 
-        if self.size < min_image_side(self.layers):
+        if self.size is not None and self.size < min_image_side(self.layers):
             raise UserError(f"size {self.size} is too small for {self.layers[-1]}; accepted: at least "
                             f"{min_image_side(self.layers)} pixels")
-        if self.size > self.max_size:
+        if self.size is not None and self.size > self.max_size:
             raise UserError(f"size {self.size} exceeds max_size {self.max_size}; accepted: a size up to "
                             f"{self.max_size}, or raise --max-size")
         if len(self.path_segments) != len(self.layers) or any(int(n) < 1 for n in self.path_segments):

@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from .. import __version__
-from ..errors import UserError
-from .config import DecoupledConfig
+from ..errors import UserError, announce
+from .config import DEFAULT_SIZE, DecoupledConfig
 from .features import FeatureMeans
 from .penalty import penalty_stage
 from .polish import as_saved, polish
@@ -22,7 +22,7 @@ from .projected import ProjectedStage
 from .records import DecoupledResult, by_layer, finite, snr_db
 from .reference import reference_features
 from .reversible import ReversibleStage
-from .sizes import check_positions
+from .sizes import MIN_POSITIONS_PER_CHANNEL, check_positions, shortfall, smallest_size
 from .stage import Stage, StageContext
 
 
@@ -191,6 +191,40 @@ def prepare(content, style, config):
     return content, style
 
 
+def working_size(content, style, config, extractor=None, notify=None):
+    """The run at its working size: (config with the size used, content, style, net, extractor,
+    reference). A config without a size starts from DEFAULT_SIZE (or the smallest size whose short
+    side the deepest layer accepts) and, where the size rule (sizes.py) refuses that for the
+    content's aspect ratio, moves to the smallest size it accepts, saying so in one line."""
+    from ..image import size_for_long_side
+    from ..models import min_image_side
+
+    auto = config.size is None
+    if auto:
+        start = min(DEFAULT_SIZE, config.max_size)
+        while start < config.max_size and min(size_for_long_side(content.shape, start)) < min_image_side(config.layers):
+            start += 1
+        config = config.replace(size=start)
+    first, said = config.size, None
+    for _ in range(3):  # the live channels counted at the new shape may differ a little
+        content_at, style_at = prepare(content, style, config)
+        net, extractor = build_net(config, content_at.shape[:2], extractor, notify)
+        reference = reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+        short = shortfall(net.shape, reference, config.layers) if auto and config.method != "penalty" else []
+        smallest = smallest_size(net.shape, {n: live for n, _, live in short}, config.max_size) if short else None
+        if smallest is None or smallest <= config.size:
+            break
+        name, count, live = short[-1]
+        said = said or (f"at size {first} a {net.shape[1]}x{net.shape[0]} image leaves {name} {count} positions for "
+                        f"{live} live channels, below the {MIN_POSITIONS_PER_CHANNEL} per channel the 60 dB "
+                        "precision needs")
+        config = config.replace(size=smallest)
+    if said:
+        announce(notify, f"size {config.size}: {said}; {config.size} is the smallest size with enough for this "
+                         "aspect ratio (--size sets it)")
+    return config, content_at, style_at, net, extractor, reference
+
+
 def build_net(config, shape, extractor=None, notify=None):
     """The extractor (built from the config unless given) wrapped as a FeatureMeans; returns both."""
     from ..models import build_extractor
@@ -225,10 +259,8 @@ def decoupled_transfer(content, style, config=None, callback=None, extractor=Non
         finished.
     """
     config = (config or DecoupledConfig()).validate()
-    content, style = prepare(content, style, config)
     t0 = time.perf_counter()
-    net, extractor = build_net(config, content.shape[:2], extractor, notify)
-    reference = reference_features(net, config.noise_draws, config.seed, config.dead_tolerance)
+    config, content, style, net, extractor, reference = working_size(content, style, config, extractor, notify)
     check_positions(net.shape, reference, config, notify)  # before any stage: refuse, or say so
     n = len(net.layers)
     stop = _StopRequest(callback)
