@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..vgg import layer_stride
 from .config import WAKE_REFRESH_ERROR
 from .projection import Broyden, ConstraintSolver, MinNormSolver, max_abs_cos
 from .stage import path_ends
@@ -96,6 +97,16 @@ class ProjectedStage:
     def smoothed(self):
         """Whether the segments' rows are the softened network's (else the exact network's)."""
         return False
+
+    @property
+    def newton(self):
+        """A layer at full resolution (block1: rows through at most two convolutions, about 1/170
+        of a block5 row's cost) renews its Jacobian at every stall, without a refresh limit (the
+        segment's max_corrections bound it). Its stages converge only linearly (channels driven
+        towards zero lose positions across the ReLU kink at every step), and the chord's four
+        stalls per Jacobian with max_refreshes left such stages at 38-48 dB
+        (docs/decoupled/NUMERICS.md, "Block1")."""
+        return not self.smoothed and layer_stride(self.net.layers[self.k]) == 1
 
     def path(self, n):
         """Where the path's n segments end: equal segments."""
@@ -220,10 +231,12 @@ class ProjectedStage:
                 secant, plain, stalls = Broyden(solver), True, 0
                 stats.plain_model_fallbacks += 1
                 continue
-            if not improved or stalls >= 4:
+            if not improved or stalls >= (1 if self.newton else 4):
                 if err < 3 * tolerance:  # near the tolerance, where round-off stalls the steps: accept
                     return x, solver, True
-                if not refresh or refreshes >= (config.max_refreshes if max_refreshes is None else max_refreshes):
+                limit = max_refreshes if max_refreshes is not None else (
+                    config.max_corrections if self.newton else config.max_refreshes)
+                if not refresh or refreshes >= limit:
                     return x, solver, False
                 solver, secant = self.renew(x, solver, secant)
                 err = stage.layer_errors(f, g, solver.rows).max()  # its active rows may differ
