@@ -119,3 +119,16 @@ def test_the_size_flag_defaults_to_the_size_rule():
     assert parser.parse_args(["a.png", "b.png", "-o", "c.png", "--size", "160"]).size == 160
     with pytest.raises(UserError, match="size 0"):
         dc.DecoupledConfig(size=0).validate()
+
+
+def test_without_a_size_a_panorama_moves_up_until_its_short_side_is_enough(tiny_extractor):
+    """20:1 at 128 would be 128x6, below the 8 px block3 needs on the short side: the run says so
+    and takes the first long side that gives 8 (150 for 400x20)."""
+    from nst_keras.decoupled.pipeline import working_size
+
+    config = dc.DecoupledConfig(weights="random", layers=THREE, noise_draws=2)
+    pano = np.random.default_rng(0).random((20, 400, 3)).astype(np.float32)
+    said = []
+    run, content, *_ = working_size(pano, pano, config, tiny_extractor, said.append)
+    assert min(size_for_long_side((20, 400), run.size - 1)) < 8 <= min(content.shape[:2])
+    assert len(said) == 1 and said[0].startswith(f"size {run.size}: at size 128 a 128x6 image has 6 px"), said

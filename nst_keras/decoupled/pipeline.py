@@ -199,13 +199,17 @@ def working_size(content, style, config, extractor=None, notify=None):
     from ..image import size_for_long_side
     from ..models import min_image_side
 
-    auto = config.size is None
+    auto, said = config.size is None, None
     if auto:
-        start = min(DEFAULT_SIZE, config.max_size)
-        while start < config.max_size and min(size_for_long_side(content.shape, start)) < min_image_side(config.layers):
-            start += 1
-        config = config.replace(size=start)
-    first, said = config.size, None
+        start = size = min(DEFAULT_SIZE, config.max_size)
+        need = min_image_side(config.layers)
+        while size < config.max_size and min(size_for_long_side(content.shape, size)) < need:
+            size += 1
+        if size != start:
+            h, w = size_for_long_side(content.shape, start)
+            said = (f"at size {start} a {w}x{h} image has {min(h, w)} px on its short side, below the {need} that "
+                    f"{config.layers[-1]} needs")
+        config = config.replace(size=size)
     for _ in range(3):  # the live channels counted at the new shape may differ a little
         content_at, style_at = prepare(content, style, config)
         net, extractor = build_net(config, content_at.shape[:2], extractor, notify)
@@ -215,8 +219,8 @@ def working_size(content, style, config, extractor=None, notify=None):
         if smallest is None or smallest <= config.size:
             break
         name, count, live = short[-1]
-        said = said or (f"at size {first} a {net.shape[1]}x{net.shape[0]} image leaves {name} {count} positions for "
-                        f"{live} live channels, below the {MIN_POSITIONS_PER_CHANNEL} per channel the 60 dB "
+        said = said or (f"at size {config.size} a {net.shape[1]}x{net.shape[0]} image leaves {name} {count} positions "
+                        f"for {live} live channels, below the {MIN_POSITIONS_PER_CHANNEL} per channel the 60 dB "
                         "precision needs")
         config = config.replace(size=smallest)
     if said:
