@@ -170,7 +170,7 @@ def prepare(content, style, config):
             short side at this size is below what the deepest layer needs (the message gives the
             smallest --size that works for this aspect ratio).
     """
-    from ..image import center_crop, check_image, fit_long_side, size_for_long_side
+    from ..image import center_crop, check_image, fit_long_side
     from ..models import min_image_side
 
     content, style = check_image(content, "content image"), check_image(style, "style image")
@@ -181,14 +181,22 @@ def prepare(content, style, config):
                             f"the short side for {config.layers[-1]}")
     content = fit_long_side(content, config.size)
     if min(content.shape[:2]) < need:
-        smallest = config.size
-        while min(size_for_long_side(content.shape, smallest)) < need:
-            smallest += 1
+        smallest = _short_side_size(content.shape, config.size, need)
         raise UserError(f"content is {content.shape[1]}x{content.shape[0]} at size {config.size}; "
                         f"{config.layers[-1]} needs at least {need} pixels on the short side; accepted: "
                         f"--size {smallest} or more for this aspect ratio")
     style = center_crop(style, content.shape[:2])
     return content, style
+
+
+def _short_side_size(shape, size, need, most=None):
+    """The smallest long side from `size` (up to `most`) at which an image of this aspect ratio has
+    `need` pixels on its short side."""
+    from ..image import size_for_long_side
+
+    while (most is None or size < most) and min(size_for_long_side(shape, size)) < need:
+        size += 1
+    return size
 
 
 def working_size(content, style, config, extractor=None, notify=None):
@@ -201,10 +209,9 @@ def working_size(content, style, config, extractor=None, notify=None):
 
     auto, said = config.size is None, None
     if auto:
-        start = size = min(DEFAULT_SIZE, config.max_size)
+        start = min(DEFAULT_SIZE, config.max_size)
         need = min_image_side(config.layers)
-        while size < config.max_size and min(size_for_long_side(content.shape, size)) < need:
-            size += 1
+        size = _short_side_size(content.shape, start, need, config.max_size)
         if size != start:
             h, w = size_for_long_side(content.shape, start)
             said = (f"at size {start} a {w}x{h} image has {min(h, w)} px on its short side, below the {need} that "
