@@ -240,6 +240,8 @@ def _save_interrupted(args, config, finished, outputs):
         print(f"{PROG}: interrupted before the imposition; nothing saved", file=sys.stderr)
         return
     layer, image = finished["impose"]
+    if config.size is None:  # chosen by the size rule: the image's long side
+        config = config.replace(size=max(image.shape[:2]))
     save_png(outputs["image"], image, {"interrupted": f"imposed down to {layer}", "config": config.to_dict(),
                                        "inputs": _inputs(args)})
     print(f"{PROG}: interrupted; saved the image imposed down to {layer} to {args.output}", file=sys.stderr)
