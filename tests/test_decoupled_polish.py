@@ -54,3 +54,21 @@ def test_transfer_measures_after_clipping_on_the_image_as_saved(setup):
     assert unpolished.metadata["polish"] is None
     assert min(unpolished.metadata["saved_vs_result_snr_db"].values()) < min(
         result.metadata["saved_vs_result_snr_db"].values())
+
+
+def test_rounding_to_8_bits_chooses_the_levels_that_keep_the_features(setup):
+    """An image in [0, 1] off the 8-bit grid: the polish has nothing to correct, and rounding to
+    the nearest level is what loses features; choosing each value's level by the Jacobian keeps
+    more of every layer, and every value stays on one of its two neighbouring levels."""
+    net, reference = setup
+    image = np.clip(_image(5).astype(np.float64) + np.random.default_rng(0).normal(0, 0.003, (SIZE, SIZE, 3)), 0, 1)
+    nearest = _kept(net, as_saved(image, net.shape), image)
+    saved, report = polish(net, image, reference, CONFIG)
+    kept = _kept(net, saved, image)
+    assert report["rounding_moved_values"] > 0
+    assert all(kept[n] > nearest[n] + 6 for n in net.layers), (nearest, kept)
+    assert report["nearest_rounding_snr_db"] == pytest.approx(nearest, abs=0.05)
+    levels = saved.reshape(-1).astype(np.float64) * 255
+    flat = image.reshape(-1) * 255
+    assert np.all((levels >= np.floor(flat) - 1e-3) & (levels <= np.ceil(flat) + 1e-3))
+    assert np.array_equal(to_uint8(saved).astype(np.float32) / 255, saved)
