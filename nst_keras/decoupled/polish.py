@@ -62,8 +62,9 @@ def round_to_features(net, x, goal, rows, solver, rounds=ROUNDING_ROUNDS):
     for j in range(len(net.layers)):
         sel = (feats >= net.offsets[j]) & (feats < net.offsets[j + 1])
         scale[sel] = 1.0 / max(np.linalg.norm(goal[feats[sel]]), 1e-30)
-    columns = np.ascontiguousarray((solver.kept_rows() * scale[:, None]).T, dtype=np.float64)  # [N, m]
-    column_sq = np.einsum("ij,ij->i", columns, columns)
+    columns = np.ascontiguousarray((solver.kept_rows() * scale[:, None].astype(np.float32)).T,
+                                   dtype=np.float32)  # [N, m]: a second copy of J, in float32
+    column_sq = np.einsum("ij,ij->i", columns, columns, dtype=np.float64)
     f = net.means(saved)
     err, moved = np.sum(_layer_errors(net, f, goal, rows) ** 2), 0
     for _ in range(rounds):
