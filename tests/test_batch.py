@@ -305,8 +305,10 @@ def test_an_interrupted_batch_is_continued_by_the_same_command(folders, tmp_path
 
     contents, styles = folders
     outdir = tmp_path / "out"
+    # 100 iterations: each item takes seconds, so that the interrupt lands while items remain even
+    # when this process is starved of CPU (with 20, a loaded machine once finished all six first).
     argv = [str(contents), "--styles", str(styles), "-o", str(outdir), "--workers", "1", *FAST[:-1],
-            "--iterations", "20", "-q"]
+            "--iterations", "100", "-q"]
     driver = subprocess.Popen([sys.executable, "-c", "import sys; from nst_keras.cli.batch import main; "
                                f"sys.exit(main({argv!r}))"], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
