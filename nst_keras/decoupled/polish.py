@@ -34,17 +34,7 @@ def as_saved(x, shape):
     return to_uint8(np.asarray(x, np.float64).reshape(*shape, 3)).reshape(-1).astype(np.float64) / 255.0
 
 
-def _layer_errors(net, f, goal, rows):
-    """The relative error of each layer over the constrained rows."""
-    errs = []
-    for j in range(len(net.layers)):
-        sel = rows[(rows >= net.offsets[j]) & (rows < net.offsets[j + 1])]
-        if sel.size:
-            errs.append(np.linalg.norm(f[sel] - goal[sel]) / max(np.linalg.norm(goal[sel]), 1e-30))
-    return np.array(errs)
-
-
-def round_to_features(net, x, goal, rows, solver, rounds=ROUNDING_ROUNDS):
+def round_to_features(stage, x, goal, rows, solver, rounds=ROUNDING_ROUNDS):
     """The 8-bit image whose features stay closest to `goal`. Rounding every value to the nearest
     level costs the deep means up to ~30 dB of the polish's precision, but each value has two
     levels next to it, and which one it takes is a choice. Each round measures the rounded image's
@@ -53,7 +43,7 @@ def round_to_features(net, x, goal, rows, solver, rounds=ROUNDING_ROUNDS):
     level one at a time, most helpful first, while a move lowers |r - J d|^2 (moves judged
     together overshoot: they all push along r). The round is kept if the true sum of the layers'
     squared relative errors went down. Returns (saved flat float64, values moved)."""
-    levels = 255.0
+    net, levels = stage.net, 255.0
     x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
     low, high = np.floor(x * levels) / levels, np.ceil(x * levels) / levels
     saved = as_saved(x, net.shape)
@@ -66,7 +56,7 @@ def round_to_features(net, x, goal, rows, solver, rounds=ROUNDING_ROUNDS):
                                    dtype=np.float32)  # [N, m]: a second copy of J, in float32
     column_sq = np.einsum("ij,ij->i", columns, columns, dtype=np.float64)
     f = net.means(saved)
-    err, moved = np.sum(_layer_errors(net, f, goal, rows) ** 2), 0
+    err, moved = np.sum(stage.layer_errors(f, goal, rows) ** 2), 0
     for _ in range(rounds):
         r = (goal - f)[feats] * scale
         trial, count = saved.copy(), 0
@@ -81,7 +71,7 @@ def round_to_features(net, x, goal, rows, solver, rounds=ROUNDING_ROUNDS):
         if not count:
             break
         f_trial = net.means(trial)
-        e = np.sum(_layer_errors(net, f_trial, goal, rows) ** 2)
+        e = np.sum(stage.layer_errors(f_trial, goal, rows) ** 2)
         if e >= err:
             break
         err, saved, f, moved = e, trial, f_trial, moved + count
@@ -159,7 +149,7 @@ def polish(net, image, reference, config, features=None, callback=None):
                                                          implicit=False))
     scheme = PolishStage(stage, goal, reference, config)
     x = scheme.run(np.asarray(image, np.float64).reshape(-1))
-    saved, moved = round_to_features(net, x, goal, scheme.rows, scheme.solver)
+    saved, moved = round_to_features(stage, x, goal, scheme.rows, scheme.solver)
     f_saved = net.split(net.means(saved))
     f_nearest = net.split(net.means(as_saved(x, net.shape)))
     stats = scheme.stats
